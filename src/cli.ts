@@ -1,0 +1,46 @@
+/**
+ * `marginlab <command>`: the headless entry point. Each command lives in src/cli/<name>.ts and
+ * exports `run(args): Promise<number>` (the exit code) and a one-line `summary`.
+ */
+interface Command {
+  summary: string;
+  run(args: string[]): Promise<number>;
+}
+
+const commands: Record<string, () => Promise<Command>> = {
+  doctor: () => import("./cli/doctor"),
+  bench: () => import("./cli/bench"),
+  sync: () => import("./cli/sync"),
+  ui: () => import("./cli/ui"),
+};
+
+function usage(): string {
+  const lines = ["usage: marginlab <command> [options]", "", "commands:"];
+  for (const name of Object.keys(commands)) lines.push(`  ${name}`);
+  return lines.join("\n");
+}
+
+async function main(argv: string[]): Promise<number> {
+  const [name, ...args] = argv;
+  if (!name || name === "--help" || name === "-h" || name === "help") {
+    console.log(usage());
+    return name ? 0 : 1;
+  }
+  const load = commands[name];
+  if (!load) {
+    console.error(`marginlab: unknown command "${name}". Commands: ${Object.keys(commands).join(", ")}.`);
+    return 2;
+  }
+  const command = await load();
+  return command.run(args);
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (error: unknown) => {
+    console.error(`marginlab: ${error instanceof Error ? error.message : String(error)}`);
+    process.exitCode = 1;
+  },
+);

@@ -1,0 +1,102 @@
+/**
+ * Executes a notebook headlessly with nbconvert on the project's kernel. tslab reports a failing
+ * cell only as text on that cell's stderr (no traceback), so on failure this digs that text out.
+ */
+import { spawn } from "node:child_process";
+import { existsSync, mkdtempSync, readFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { venvTool } from "../project";
+
+export const KERNEL_NAME = "marginlab";
+
+export interface NotebookOutput {
+  output_type: string;
+  name?: string;
+  text?: string | string[];
+  data?: Record<string, unknown>;
+}
+
+export interface NotebookCell {
+  cell_type: string;
+  source: string | string[];
+  outputs?: NotebookOutput[];
+  metadata?: Record<string, unknown>;
+}
+
+export interface ExecutedNotebook {
+  path: string;
+  cells: NotebookCell[];
+  seconds: number;
+}
+
+export interface ExecuteOptions {
+  /** Where the executed copy goes; defaults to a temp folder. Pass the source path to execute in place. */
+  outputPath?: string;
+  env?: NodeJS.ProcessEnv;
+  /** Per-cell timeout in seconds (nbconvert's ExecutePreprocessor.timeout). */
+  cellTimeoutSeconds?: number;
+  kernelName?: string;
+}
+
+export class NotebookError extends Error {
+  override name = "NotebookError";
+}
+
+export function textOf(value: string | string[] | undefined): string {
+  return Array.isArray(value) ? value.join("") : (value ?? "");
+}
+
+function jupyterExecutable(env: NodeJS.ProcessEnv): string {
+  const local = venvTool("jupyter", env);
+  return existsSync(local) ? local : "jupyter";
+}
+
+export async function executeNotebook(notebookPath: string, options: ExecuteOptions = {}): Promise<ExecutedNotebook> {
+  const source = path.resolve(notebookPath);
+  if (!existsSync(source)) throw new NotebookError(`notebook not found: ${source}`);
+  const outputPath = path.resolve(
+    options.outputPath ?? path.join(mkdtempSync(path.join(tmpdir(), "marginlab-nb-")), path.basename(source)),
+  );
+  const env = { ...process.env, ...options.env };
+  const args = [
+    "nbconvert",
+    "--to",
+    "notebook",
+    "--execute",
+    `--ExecutePreprocessor.kernel_name=${options.kernelName ?? KERNEL_NAME}`,
+    `--ExecutePreprocessor.timeout=${options.cellTimeoutSeconds ?? 1800}`,
+    "--output-dir",
+    path.dirname(outputPath),
+    "--output",
+    path.basename(outputPath),
+    source,
+  ];
+  const started = Date.now();
+  const { code, log } = await new Promise<{ code: number; log: string }>((resolve) => {
+    // The kernel starts in the notebook's folder, so its relative imports of src/ resolve.
+    const child = spawn(jupyterExecutable(env), args, {
+      cwd: path.dirname(source),
+      env,
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    let log = "";
+    child.stdout.on("data", (chunk) => {
+      log += chunk;
+    });
+    child.stderr.on("data", (chunk) => {
+      log += chunk;
+    });
+    child.on("error", (error) => resolve({ code: -1, log: `${log}\n${error.message}` }));
+    child.on("close", (code) => resolve({ code: code ?? -1, log }));
+  });
+  const seconds = (Date.now() - started) / 1000;
+  if (code !== 0) {
+    // nbclient's message holds the failing cell's source and its stderr (tslab's only error trace).
+    const at = log.indexOf("An error occurred while executing");
+    const report = (at >= 0 ? log.slice(at) : log).trim().split("\n").slice(0, 40).join("\n");
+    throw new NotebookError(`${path.basename(source)} failed after ${seconds.toFixed(1)} s:\n${report}`);
+  }
+  const nb = JSON.parse(readFileSync(outputPath, "utf8")) as { cells: NotebookCell[] };
+  return { path: outputPath, cells: nb.cells, seconds };
+}
