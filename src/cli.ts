@@ -12,6 +12,9 @@ const commands: Record<string, () => Promise<Command>> = {
   bench: () => import("./cli/bench"),
   sync: () => import("./cli/sync"),
   ui: () => import("./cli/ui"),
+  ablate: () => import("./cli/ablate"),
+  list: () => import("./cli/list"),
+  train: () => import("./cli/train"),
 };
 
 function usage(): string {

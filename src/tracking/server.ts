@@ -3,7 +3,7 @@
  * proxied artifacts under one folder, bound to 127.0.0.1.
  */
 import { type ChildProcess, spawn } from "node:child_process";
-import { existsSync, mkdirSync, openSync } from "node:fs";
+import { closeSync, existsSync, mkdirSync, openSync } from "node:fs";
 import { createServer } from "node:net";
 import path from "node:path";
 import { venvTool } from "../project";
@@ -19,6 +19,8 @@ export interface MlflowServerOptions {
   env?: NodeJS.ProcessEnv;
   /** How long to wait for /health. */
   startTimeoutMs?: number;
+  /** Let the server outlive this process (the embedded default server); stop() still works. */
+  detach?: boolean;
 }
 
 export interface MlflowServer {
@@ -87,11 +89,16 @@ export async function startMlflowServer(options: MlflowServerOptions): Promise<M
   ];
   const child = spawn(mlflowExecutable(options.env), args, {
     cwd: options.dir,
-    env: { ...process.env, ...options.env },
+    // MLflow 3.x also starts seven huey job consumers (GenAI jobs, trace rollups) that run tracking
+    // does not use; on a small machine they cost seconds of start-up and a core. Opt back in with
+    // MLFLOW_SERVER_ENABLE_JOB_EXECUTION=true.
+    env: { MLFLOW_SERVER_ENABLE_JOB_EXECUTION: "false", ...process.env, ...options.env },
     stdio: ["ignore", out, out],
     // Its own process group, so stop() also ends uvicorn's workers.
     detached: true,
   });
+  closeSync(out); // the child has its own copy
+  if (options.detach) child.unref();
   const url = `http://${host}:${port}`;
   const stop = async () => {
     if (child.exitCode !== null || child.pid === undefined) return;

@@ -1,0 +1,180 @@
+/**
+ * Shared machinery of `marginlab bench`: every measured case runs in its own child process (so that
+ * its peak resident set size, VmHWM from /proc/self/status, is its own), prints one JSON line, and the
+ * parent prints marginlab's figures beside the PyTorch peer's and their ratio.
+ */
+import { spawnSync } from "node:child_process";
+import { existsSync, readFileSync } from "node:fs";
+import os from "node:os";
+import path from "node:path";
+
+export const ROOT = path.resolve(__dirname, "..");
+export const PEER_PYTHON = path.join(ROOT, ".venv-peers", "bin", "python");
+
+export interface Measurement {
+  name: string;
+  impl: "marginlab" | "pytorch";
+  /** Median time per step (or evaluation) after warm-up, ms. */
+  medianMs: number;
+  stepsMs: number[];
+  /** Peak resident set size of the process that ran the case, MiB. */
+  peakRssMB: number;
+  [key: string]: unknown;
+}
+
+export interface Failure {
+  name: string;
+  impl: "marginlab" | "pytorch";
+  error: string;
+}
+
+export type Result = Measurement | Failure;
+
+export function isFailure(r: Result): r is Failure {
+  return (r as Failure).error !== undefined;
+}
+
+/** VmHWM of this process in MiB (peak RSS). */
+export function peakRssMB(): number {
+  const m = /VmHWM:\s+(\d+)\s+kB/.exec(readFileSync("/proc/self/status", "utf8"));
+  return m ? Number(m[1]) / 1024 : Number.NaN;
+}
+
+export function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const h = s.length >> 1;
+  return s.length % 2 ? s[h] : (s[h - 1] + s[h]) / 2;
+}
+
+/** Milliseconds per call of `step` after `warmup` untimed calls. */
+export function timeSteps(step: () => void, warmup: number, repeats: number): number[] {
+  for (let i = 0; i < warmup; i++) step();
+  const out: number[] = [];
+  for (let i = 0; i < repeats; i++) {
+    const t0 = performance.now();
+    step();
+    out.push(performance.now() - t0);
+  }
+  return out;
+}
+
+/** Worker side: prints the measurement as the last stdout line. */
+export function emit(m: { name: string; stepsMs: number[] } & Record<string, unknown>): void {
+  const out: Measurement = { ...m, impl: "marginlab", medianMs: median(m.stepsMs), peakRssMB: peakRssMB() };
+  process.stdout.write(`${JSON.stringify(out)}\n`);
+}
+
+function parseLast(
+  name: string,
+  impl: Measurement["impl"],
+  status: number | null,
+  stdout: string,
+  stderr: string,
+): Result {
+  const lines = stdout.trim().split("\n");
+  const last = lines[lines.length - 1];
+  if (status === 0 && last?.startsWith("{")) {
+    try {
+      return JSON.parse(last) as Measurement;
+    } catch {
+      // fall through
+    }
+  }
+  const tail = `${stderr}${stdout}`.trim().split("\n").slice(-3).join(" | ");
+  return { name, impl, error: `exit ${status}: ${tail.slice(0, 400)}` };
+}
+
+/** Runs `bench/<file>.ts --worker <case> <params>` in a fresh Node process. */
+export function runWorker(file: string, caseName: string, params: object, timeoutS = 1800): Result {
+  const r = spawnSync(
+    process.execPath,
+    ["--require", "tsx/cjs", path.join(ROOT, "bench", file), "--worker", caseName, JSON.stringify(params)],
+    {
+      cwd: ROOT,
+      encoding: "utf8",
+      timeout: timeoutS * 1000,
+      maxBuffer: 64 * 1024 * 1024,
+      env: { ...process.env, TF_CPP_MIN_LOG_LEVEL: "2" },
+    },
+  );
+  return parseLast(caseName, "marginlab", r.status, r.stdout ?? "", r.stderr ?? (r.error ? String(r.error) : ""));
+}
+
+/** Runs a PyTorch peer script from bench/peers with .venv-peers/bin/python. */
+export function runPeer(script: string, name: string, args: string[], timeoutS = 1800): Result {
+  if (!existsSync(PEER_PYTHON)) {
+    return { name, impl: "pytorch", error: `${PEER_PYTHON} not found: run \`npm run setup:peers\`` };
+  }
+  const r = spawnSync(PEER_PYTHON, [path.join(ROOT, "bench", "peers", script), ...args], {
+    cwd: path.join(ROOT, "bench", "peers"),
+    encoding: "utf8",
+    timeout: timeoutS * 1000,
+    maxBuffer: 64 * 1024 * 1024,
+  });
+  return parseLast(name, "pytorch", r.status, r.stdout ?? "", r.stderr ?? (r.error ? String(r.error) : ""));
+}
+
+function fmtMs(ms: number): string {
+  return ms >= 10000 ? `${(ms / 1000).toFixed(1)} s` : `${ms.toFixed(0)} ms`;
+}
+
+function fmtMB(mb: number): string {
+  return mb >= 1024 ? `${(mb / 1024).toFixed(2)} GB` : `${mb.toFixed(0)} MB`;
+}
+
+/** One line per result; `vs` pairs a marginlab row with its PyTorch peer (speed ratio = peer time / ours). */
+export function printRows(title: string, rows: Result[], pairs: [Result, Result][] = []): void {
+  console.log(`\n${title}`);
+  for (const r of rows) {
+    if (isFailure(r)) console.log(`  ${r.impl.padEnd(9)} ${r.name.padEnd(52)} FAILED: ${r.error}`);
+    else
+      console.log(
+        `  ${r.impl.padEnd(9)} ${r.name.padEnd(52)} ${fmtMs(r.medianMs).padStart(9)} / step   peak RSS ${fmtMB(r.peakRssMB).padStart(8)}   (${r.stepsMs.length} timed: ${r.stepsMs.map((t) => t.toFixed(0)).join(", ")} ms)`,
+      );
+  }
+  for (const [ours, peer] of pairs) {
+    if (isFailure(ours) || isFailure(peer)) continue;
+    console.log(`  speed ${ours.name} vs ${peer.name}: ${(peer.medianMs / ours.medianMs).toFixed(2)}x PyTorch`);
+  }
+}
+
+/** The conditions the figures were taken under (shared machines: the load matters). */
+export function machineLine(): string {
+  const cpu = os.cpus()[0]?.model ?? "unknown CPU";
+  const load = os
+    .loadavg()
+    .map((l) => l.toFixed(2))
+    .join(" ");
+  return `${os.cpus().length} x ${cpu}, ${(os.totalmem() / 2 ** 30).toFixed(1)} GiB RAM, load average ${load}`;
+}
+
+/** --key value / --flag options. */
+export function parseArgs(args: string[]): Record<string, string | boolean> {
+  const out: Record<string, string | boolean> = {};
+  for (let i = 0; i < args.length; i++) {
+    const a = args[i];
+    if (!a.startsWith("--")) throw new Error(`unexpected argument "${a}": options are --name value or --flag`);
+    const key = a.slice(2);
+    const next = args[i + 1];
+    if (next !== undefined && !next.startsWith("--")) {
+      out[key] = next;
+      i++;
+    } else out[key] = true;
+  }
+  return out;
+}
+
+export function intOption(opts: Record<string, string | boolean>, key: string, fallback: number): number {
+  const v = opts[key];
+  if (v === undefined) return fallback;
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 1) throw new Error(`--${key} = ${String(v)} is invalid: must be an integer >= 1`);
+  return n;
+}
+
+/** Worker dispatch: when a bench file is run as `--worker <case> <json>`. */
+export function workerArgs(): { caseName: string; params: Record<string, number | string | boolean> } | null {
+  const i = process.argv.indexOf("--worker");
+  if (i < 0) return null;
+  return { caseName: process.argv[i + 1], params: JSON.parse(process.argv[i + 2] ?? "{}") };
+}

@@ -1,0 +1,98 @@
+/**
+ * `marginlab bench heads`: one ArcFace training step (forward, backward, SGD momentum 0.9 update of W),
+ * B = 256, D = 512, at C = 10,000 and 100,000, against the same step in PyTorch on the same CPU.
+ *
+ * marginlab cases:
+ * - "fused": the loss-heads' ArcFace (src/losses/arcface.ts) driven by PartialFC with r = 1 (no
+ *   sampling): the fused cosine/margin/cross-entropy core of src/losses/partial-fc-core.ts and the
+ *   in-place row update (src/losses/partial-fc.ts).
+ * - "head": the same ArcFace through its own `loss` and tf.train.momentum (autodiff, a new W per step).
+ * PyTorch peers (bench/peers/heads.py): arcface_torch's current margin code, and a lean variant.
+ */
+import { tf } from "../src/backend";
+import { ArcFace } from "../src/losses/arcface";
+import type { Tensor1D, Tensor2D } from "../src/losses/head";
+import { PartialFC } from "../src/losses/partial-fc";
+import {
+  emit,
+  intOption,
+  machineLine,
+  parseArgs,
+  printRows,
+  type Result,
+  runPeer,
+  runWorker,
+  timeSteps,
+  workerArgs,
+} from "./common";
+
+interface Params {
+  classes: number;
+  dim: number;
+  batch: number;
+  warmup: number;
+  repeats: number;
+}
+
+function batch(p: Params): { x: Tensor2D; y: Tensor1D } {
+  const x = tf.randomNormal([p.batch, p.dim], 0, 1, "float32", 1) as Tensor2D;
+  const labels = Array.from({ length: p.batch }, (_, i) => (i * 7919 + 13) % p.classes);
+  return { x, y: tf.tensor1d(labels, "int32") };
+}
+
+function worker(caseName: string, p: Params): void {
+  const head = new ArcFace({ numClasses: p.classes, embeddingDim: p.dim, seed: 1, validateLabels: false });
+  const { x, y } = batch(p);
+  let step: () => void;
+  if (caseName === "fused") {
+    const pfc = new PartialFC({ head, sampleRate: 1, optimizer: { learningRate: 0.1, momentum: 0.9, weightDecay: 0 } });
+    head.weight.dispose(); // PartialFC keeps its own copy of W on the host
+    step = () => {
+      pfc.step(x, y);
+    };
+  } else {
+    const opt = tf.train.momentum(0.1, 0.9);
+    step = () => {
+      const loss = opt.minimize(() => head.loss(x, y), true, [head.weight]);
+      loss?.dataSync();
+      loss?.dispose();
+    };
+  }
+  const stepsMs = timeSteps(step, p.warmup, p.repeats);
+  emit({ name: `${caseName} C=${p.classes}`, stepsMs, classes: p.classes, numTensors: tf.memory().numTensors });
+}
+
+export async function run(args: string[]): Promise<number> {
+  const o = parseArgs(args);
+  const quick = o.quick === true;
+  const classes = typeof o.classes === "string" ? o.classes.split(",").map(Number) : quick ? [2000] : [10000, 100000];
+  const base = {
+    dim: intOption(o, "dim", 512),
+    batch: intOption(o, "batch", 256),
+    warmup: intOption(o, "warmup", quick ? 1 : 2),
+    repeats: intOption(o, "repeats", quick ? 2 : 7),
+  };
+  console.log(`bench heads: ArcFace step (forward, backward, SGD momentum), B=${base.batch}, D=${base.dim}`);
+  console.log(`machine: ${machineLine()}`);
+  for (const c of classes) {
+    const p: Params = { classes: c, ...base };
+    const rows: Result[] = [];
+    const peerArgs = ["--classes", String(c), "--dim", String(base.dim), "--batch", String(base.batch)];
+    peerArgs.push("--warmup", String(base.warmup), "--repeats", String(base.repeats));
+    // interleave ours and the peer's so that a load change on a shared machine hits both
+    const fused = runWorker("heads.ts", "fused", p);
+    const peer = o["no-peer"]
+      ? null
+      : runPeer("heads.py", `pytorch insightface C=${c}`, [...peerArgs, "--variant", "insightface"]);
+    const head = o["no-head"] ? null : runWorker("heads.ts", "head", p);
+    const lean = o["no-peer"] ? null : runPeer("heads.py", `pytorch lean C=${c}`, [...peerArgs, "--variant", "lean"]);
+    for (const r of [fused, head, peer, lean]) if (r) rows.push(r);
+    const pairs: [Result, Result][] = [];
+    for (const ours of [fused, head]) for (const theirs of [peer, lean]) if (ours && theirs) pairs.push([ours, theirs]);
+    printRows(`C = ${c}`, rows, pairs);
+  }
+  return 0;
+}
+
+const w = workerArgs();
+if (w) worker(w.caseName, w.params as unknown as Params);

@@ -1,0 +1,250 @@
+/**
+ * `node --require tsx/cjs bench/pipeline.ts [train|render|decode|all] [options]`: the training
+ * pipeline's speed, each case in its own process.
+ *
+ * - train: images/s of one training step (forward, backward, gradient clipping, SGD momentum update)
+ *   of an iResNet backbone + ArcFace head (s=64, m=0.5) through src/train's trainer, beside the same
+ *   network in PyTorch (bench/peers/pipeline_resnet.py, .venv-peers). Default: the 2-core size
+ *   (iResNet [1,1,1,1] x [16,32,64,128], 32x32x1, B=64, C=1000); `--full` adds iResNet-18 at 112x112x3, B=16.
+ * - render: synthetic identities rendered per second (SVG -> sharp raster + degradation), 32x32 and 112x112.
+ * - decode: JPEG images decoded per second by sharp (112x112 RGB), and batches assembled per second
+ *   by the pipeline (crop/flip/normalise) from in-memory images.
+ */
+
+import { createBackbone } from "../src/backbones";
+import { tf } from "../src/backend";
+import type { Dataset } from "../src/data/dataset";
+import { decodeImage, encodeImage } from "../src/data/decode";
+import { BatchStream } from "../src/data/pipeline";
+import { syntheticFaces } from "../src/data/synthetic";
+import { ArcFace } from "../src/losses/arcface";
+import { train } from "../src/train/trainer";
+import {
+  emit,
+  intOption,
+  machineLine,
+  parseArgs,
+  printRows,
+  type Result,
+  runPeer,
+  runWorker,
+  workerArgs,
+} from "./common";
+
+interface TrainParams {
+  layers: string;
+  widths: string;
+  size: number;
+  channels: number;
+  emb: number;
+  classes: number;
+  batch: number;
+  warmup: number;
+  repeats: number;
+}
+
+/** A dataset of one constant random image repeated (InsightFace's "synthetic" loader): compute only. */
+function constantData(p: TrainParams): Dataset {
+  const data = new Uint8Array(p.size * p.size * p.channels).map((_, i) => (i * 2654435761) % 251);
+  const n = p.batch * (p.warmup + p.repeats + 1);
+  return {
+    name: "constant",
+    size: n,
+    numClasses: p.classes,
+    labels: Int32Array.from({ length: n }, (_, i) => (i * 7919) % p.classes),
+    shape: [p.size, p.size, p.channels as 1 | 3],
+    async get(i) {
+      return { data, width: p.size, height: p.size, channels: p.channels as 1 | 3, label: (i * 7919) % p.classes };
+    },
+  };
+}
+
+async function trainWorker(p: TrainParams): Promise<void> {
+  const backbone = createBackbone({
+    name: "iresnet",
+    layers: p.layers.split(",").map(Number),
+    widths: p.widths.split(",").map(Number),
+    inputShape: [p.size, p.size, p.channels],
+    embeddingDim: p.emb,
+  });
+  const head = new ArcFace({ numClasses: p.classes, embeddingDim: p.emb, s: 64, m: 0.5, validateLabels: false });
+  const times: number[] = [];
+  let last = 0;
+  let cpu0: NodeJS.CpuUsage | undefined;
+  await train({
+    backbone,
+    head,
+    data: constantData(p),
+    pipeline: { batchSize: p.batch, augment: false, prefetch: 2 },
+    steps: p.warmup + p.repeats,
+    optimizer: { type: "sgd", lr: 0.01, momentum: 0.9, weightDecay: 5e-4 },
+    clipGradNorm: 5,
+    callbacks: [
+      {
+        onStart() {
+          last = performance.now();
+        },
+        onStep(m) {
+          const now = performance.now();
+          if (m.step > p.warmup) times.push(now - last);
+          if (m.step === p.warmup) cpu0 = process.cpuUsage();
+          last = now;
+        },
+      },
+    ],
+  });
+  const med = [...times].sort((a, b) => a - b)[times.length >> 1];
+  const cpu = process.cpuUsage(cpu0);
+  emit({
+    name: "marginlab",
+    stepsMs: times,
+    imagesPerSecond: p.batch / (med / 1000),
+    cpuMsPerStep: (cpu.user + cpu.system) / 1000 / p.repeats,
+    backboneParams: backbone.parameterCount(),
+    batch: p.batch,
+    tensorflow: tf.version.tfjs,
+  });
+}
+
+async function renderWorker(p: { size: number; count: number }): Promise<void> {
+  const ids = Math.max(1, Math.round(p.count / 10));
+  const t0 = performance.now();
+  const ds = await syntheticFaces({
+    identities: ids,
+    imagesPerIdentity: 10,
+    size: p.size,
+    channels: 3,
+    seed: 1,
+    cacheDir: false,
+    degradedFraction: 0.5,
+  });
+  const ms = performance.now() - t0;
+  emit({
+    name: `render ${p.size}x${p.size} RGB`,
+    stepsMs: [ms],
+    imagesPerSecond: ds.size / (ms / 1000),
+    images: ds.size,
+  });
+}
+
+async function decodeWorker(p: { count: number }): Promise<void> {
+  const ds = await syntheticFaces({
+    identities: 20,
+    imagesPerIdentity: 10,
+    size: 112,
+    channels: 3,
+    seed: 2,
+    cacheDir: false,
+  });
+  const jpegs: Buffer[] = [];
+  for (let i = 0; i < ds.size; i++) jpegs.push(await encodeImage(await ds.get(i), "jpeg", 90));
+  const t0 = performance.now();
+  const n = p.count;
+  const inflight = 8;
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: inflight }, async () => {
+      while (next < n) {
+        const k = next++;
+        await decodeImage(jpegs[k % jpegs.length]);
+      }
+    }),
+  );
+  const ms = performance.now() - t0;
+  // pipeline: crop/flip/normalise batches of 64 from memory
+  const stream = new BatchStream(ds, { batchSize: 64, seed: 1, augment: { flip: true, cropPad: 4 } });
+  const t1 = performance.now();
+  const batches = 20;
+  for (let b = 0; b < batches; b++) await stream.next();
+  const ms2 = performance.now() - t1;
+  emit({
+    name: "decode JPEG 112x112 RGB (sharp)",
+    stepsMs: [ms],
+    imagesPerSecond: n / (ms / 1000),
+    pipelineImagesPerSecond: (batches * 64) / (ms2 / 1000),
+  });
+}
+
+function line(r: Result, what = "images/s"): void {
+  if ("error" in r) return;
+  const rate = r.imagesPerSecond as number;
+  const cpu = typeof r.cpuMsPerStep === "number" ? `   CPU time ${r.cpuMsPerStep.toFixed(0)} ms / step` : "";
+  console.log(`  ${r.impl.padEnd(9)} ${r.name.padEnd(40)} ${rate.toFixed(1).padStart(9)} ${what}${cpu}`);
+}
+
+export async function run(args: string[]): Promise<number> {
+  const which = args[0] && !args[0].startsWith("--") ? args[0] : "all";
+  const o = parseArgs(args.filter((a, i) => !(i === 0 && a === which)));
+  const quick = o.quick === true;
+  console.log(`bench pipeline (${which}); machine: ${machineLine()}`);
+  if (which === "train" || which === "all") {
+    const sizes: TrainParams[] = [
+      {
+        layers: "1,1,1,1",
+        widths: "16,32,64,128",
+        size: 32,
+        channels: 1,
+        emb: 64,
+        classes: 1000,
+        batch: 64,
+        warmup: 2,
+        repeats: intOption(o, "repeats", quick ? 3 : 7),
+      },
+    ];
+    if (o.full)
+      sizes.push({
+        layers: "2,2,2,2",
+        widths: "64,128,256,512",
+        size: 112,
+        channels: 3,
+        emb: 512,
+        classes: 1000,
+        batch: 16,
+        warmup: 1,
+        repeats: intOption(o, "repeats", quick ? 2 : 3),
+      });
+    for (const p of sizes) {
+      const title = `train step: iResNet [${p.layers}] x [${p.widths}] at ${p.size}x${p.size}x${p.channels}, ArcFace C=${p.classes}, B=${p.batch}`;
+      const ours = runWorker("pipeline.ts", "train", p);
+      const peerArgs = Object.entries(p).flatMap(([k, v]) => [`--${k}`, String(v)]);
+      const peer = o["no-peer"] ? null : runPeer("pipeline_resnet.py", "pytorch", peerArgs);
+      const rows = [ours, ...(peer ? [peer] : [])];
+      printRows(title, rows, peer ? [[ours, peer]] : []);
+      for (const r of rows) line(r);
+    }
+  }
+  if (which === "render" || which === "all") {
+    const rows = [
+      runWorker("pipeline.ts", "render", { size: 32, count: quick ? 200 : 2000 }),
+      runWorker("pipeline.ts", "render", { size: 112, count: quick ? 100 : 500 }),
+    ];
+    printRows("synthetic rendering (sharp, 4 in flight)", rows);
+    for (const r of rows) line(r);
+  }
+  if (which === "decode" || which === "all") {
+    const r = runWorker("pipeline.ts", "decode", { count: quick ? 200 : 2000 });
+    printRows("decoding", [r]);
+    line(r);
+    if (!("error" in r))
+      console.log(
+        `  marginlab pipeline batches (flip, crop, normalise) from memory ${(r.pipelineImagesPerSecond as number).toFixed(1)} images/s`,
+      );
+  }
+  return 0;
+}
+
+const w = workerArgs();
+if (w) {
+  const job =
+    w.caseName === "train"
+      ? trainWorker(w.params as unknown as TrainParams)
+      : w.caseName === "render"
+        ? renderWorker(w.params as unknown as { size: number; count: number })
+        : decodeWorker(w.params as unknown as { count: number });
+  job.catch((e) => {
+    console.error(e);
+    process.exit(1);
+  });
+} else if (require.main === module) {
+  run(process.argv.slice(2)).then((code) => process.exit(code));
+}

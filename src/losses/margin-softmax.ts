@@ -1,0 +1,357 @@
+/**
+ * The shared core of every softmax-type head: a fused "margin on the target column + softmax
+ * cross-entropy" with a hand-written gradient (tf.customGrad).
+ *
+ * Logits z = s * X', where X' is X (cosines, or raw logits for Softmax) with each row's target entry
+ * replaced by t_i = T(clip(X[i, y_i], -1, 1)). Only the B target values go through the margin function
+ * T; the [B, C] work is one scatter and TensorFlow's fused SparseSoftmaxCrossEntropyWithLogits kernel
+ * (loss rows and p - onehot in one native call) forward, one scaling pass and one scatter backward. No
+ * one-hot [B, C] matrix is built.
+ *
+ * Backward, with p = softmax(z) and g = dLoss / B:
+ *   dz[i, j]   = g (p_ij - [j = y_i])              (then dX = s dz off the target column)
+ *   dX[i, y_i] = g s_i (p_iy - 1) T'(X[i, y_i])    (T' = the margin's slope; 1 for straight-through)
+ *   ds_i       = g (sum_j p_ij X'_ij - t_i)        (when s is a tensor: learnable scale, |x| in SphereFace)
+ * The clip of the target cosine passes its gradient straight through (it only removes rounding
+ * overshoot past +-1; the true cosine never leaves [-1, 1]).
+ *
+ * `cosineMarginLoss` fuses one step further for heads whose cosines come straight from x and W: it never
+ * builds the normalised copy of W ([C, D]); it scales the [B, C] product by 1/|w_j| instead, and applies
+ * the normalisation's gradient as one per-row correction of dW.
+ */
+import type { GradSaveFunc, Scalar, Tensor, Tensor1D, Tensor2D } from "@tensorflow/tfjs-node";
+import { backendInfo, tf } from "../backend";
+
+/** A margin on the target values: t = T(c) and its slope dT/dc (null: slope 1, i.e. identity or straight-through). */
+export interface TargetResult {
+  value: Tensor1D;
+  slope: Tensor1D | null;
+}
+/** Receives the B target cosines already clipped to [-1, 1]. */
+export type TargetTransform = (cosY: Tensor1D) => TargetResult;
+
+/** [B, 2] int32 (row, label) pairs addressing each row's target entry. */
+export function targetIndices(labels: Tensor1D): Tensor2D {
+  return tf.tidy(() => {
+    const b = labels.shape[0];
+    const lab = labels.dtype === "int32" ? labels : tf.cast(labels, "int32");
+    return tf.stack([tf.range(0, b, 1, "int32"), lab], 1) as Tensor2D;
+  });
+}
+
+function applyTarget(x: Tensor2D, idx: Tensor2D, target: TargetTransform | null, clipTarget: boolean) {
+  const raw = tf.gatherND(x, idx) as Tensor1D;
+  const c = clipTarget ? (tf.clipByValue(raw, -1, 1) as Tensor1D) : raw;
+  return target ? target(c) : { value: c, slope: null };
+}
+
+/** Row scale as something that broadcasts against [B, C], and as a [B] / scalar for per-row terms. */
+function scaleShapes(s: number | Tensor, b: number): { col: number | Tensor; row: number | Tensor } {
+  if (typeof s === "number") return { col: s, row: s };
+  if (s.rank === 0) return { col: s, row: s };
+  return { col: tf.reshape(s, [b, 1]), row: tf.reshape(s, [b]) };
+}
+
+let nativeCE: boolean | undefined;
+
+/**
+ * Per-row softmax cross-entropy [B] and its gradient wrt the logits, p - onehot [B, C]. On the native
+ * backend one call of TensorFlow's SparseSoftmaxCrossEntropyWithLogits kernel (tfjs exposes no binding
+ * for it; the node backend runs any TF op by name); elsewhere the same from tfjs ops.
+ */
+export function softmaxCrossEntropyRows(z: Tensor2D, labels: Tensor1D): [Tensor1D, Tensor2D] {
+  // biome-ignore lint/suspicious/noExplicitAny: the native backend's op runner is not in tfjs' public types
+  const backend = tf.backend() as any;
+  if (nativeCE === undefined) nativeCE = typeof backend?.executeMultipleOutputs === "function" && !!backend.binding;
+  const lab = labels.dtype === "int32" ? labels : tf.cast(labels, "int32");
+  if (nativeCE) {
+    const b = backend.binding;
+    const out = backend.executeMultipleOutputs(
+      "SparseSoftmaxCrossEntropyWithLogits",
+      [
+        { name: "T", type: b.TF_ATTR_TYPE, value: b.TF_FLOAT },
+        { name: "Tlabels", type: b.TF_ATTR_TYPE, value: b.TF_INT32 },
+      ],
+      [z, lab],
+      2,
+    ) as Tensor[];
+    return [out[0] as Tensor1D, out[1] as Tensor2D];
+  }
+  const mx = tf.max(z, 1, true);
+  const e = tf.exp(tf.sub(z, mx));
+  const sum = tf.sum(e, 1, true);
+  const idx = targetIndices(lab as Tensor1D);
+  const zy = tf.gatherND(z, idx);
+  const rows = tf.sub(tf.add(tf.log(tf.reshape(sum, [-1])), tf.reshape(mx, [-1])), zy) as Tensor1D;
+  const p = tf.div(e, sum) as Tensor2D;
+  const pY = tf.gatherND(p, idx);
+  return [rows, tf.tensorScatterUpdate(p, idx, tf.sub(pY, 1)) as Tensor2D];
+}
+
+export interface MarginSoftmaxOptions {
+  /** Clip the gathered target values to [-1, 1] before T (true for cosines; false for raw logits). */
+  clipTarget?: boolean;
+}
+
+/**
+ * Mean over the batch of -log softmax(s * X')[i, y_i], X given ([B, C], cosines or raw logits).
+ * `scale` >= 0: a number, a scalar tensor or a [B] tensor (its gradient is returned).
+ */
+export function marginSoftmaxCrossEntropy(
+  x: Tensor2D,
+  labels: Tensor1D,
+  scale: number | Tensor,
+  target: TargetTransform | null,
+  options: MarginSoftmaxOptions = {},
+): Scalar {
+  const clipTarget = options.clipTarget ?? true;
+  const b = x.shape[0];
+  const scaleIsTensor = typeof scale !== "number";
+  const fn = tf.customGrad((...args: (Tensor | GradSaveFunc)[]) => {
+    const xIn = args[0] as Tensor2D;
+    const sIn = scaleIsTensor ? (args[1] as Tensor) : (scale as number);
+    const save = args[args.length - 1] as GradSaveFunc;
+    const idx = targetIndices(labels);
+    const { value: t, slope } = applyTarget(xIn, idx, target, clipTarget);
+    const modified = target || clipTarget ? (tf.tensorScatterUpdate(xIn, idx, t) as Tensor2D) : xIn;
+    const { col } = scaleShapes(sIn, b);
+    const z = col === 1 ? modified : (tf.mul(modified, col) as Tensor2D);
+    const [rows, backprop] = softmaxCrossEntropyRows(z, labels);
+    const value = tf.mean(rows) as Scalar;
+    const toSave: Tensor[] = [backprop, idx, slope ?? tf.ones([b])];
+    if (scaleIsTensor) toSave.push(modified, sIn as Tensor);
+    save(toSave);
+    return {
+      value,
+      gradFunc: (dy: Scalar, saved: Tensor[]) => {
+        const [bp, idxS, slopeS] = saved as [Tensor2D, Tensor2D, Tensor1D];
+        const sS = scaleIsTensor ? saved[4] : (scale as number);
+        const g = tf.div(dy, b);
+        const sh = scaleShapes(sS, b);
+        // dz = g (p - onehot); dX = s dz, the target entry times the margin's slope
+        const dz = tf.mul(bp, g);
+        let dX = sh.col === 1 ? dz : tf.mul(dz, sh.col);
+        if (target) {
+          const dT = tf.mul(tf.gatherND(dX, idxS), slopeS);
+          dX = tf.tensorScatterUpdate(dX, idxS, dT);
+        }
+        if (!scaleIsTensor) return [dX as Tensor2D];
+        const [, , , modS, sVal] = saved;
+        const dsRows = tf.sum(tf.mul(dz, modS), 1);
+        const dS = sVal.rank === 0 ? tf.sum(dsRows) : tf.reshape(dsRows, sVal.shape);
+        return [dX as Tensor2D, dS];
+      },
+    };
+  });
+  return (scaleIsTensor ? fn(x, scale as Tensor) : fn(x)) as Scalar;
+}
+
+/**
+ * a W^T for a small a [B, D] and a large W [C, D]. On the CPU, libtensorflow's (Batch)MatMul with a
+ * transposed large operand ran 2-3x slower here than W a^T followed by one transpose of the [C, B]
+ * result (measured at B = 256, D = 512, C = 100,000), so that is the CPU path. `colScale` [C]
+ * multiplies column j (applied before the transpose, on the [C, B] layout).
+ */
+export function matMulWideT(a: Tensor2D, w: Tensor2D, colScale?: Tensor): Tensor2D {
+  if (backendInfo.device !== "CPU" || w.shape[0] <= a.shape[0]) {
+    const z = tf.matMul(a, w, false, true);
+    return (colScale ? tf.mul(z, colScale) : z) as Tensor2D;
+  }
+  const zt = tf.matMul(w, a, false, true);
+  return tf.transpose(colScale ? tf.mul(zt, tf.reshape(colScale, [-1, 1])) : zt) as Tensor2D;
+}
+
+/**
+ * The fused step of the cosine heads: mean softmax-CE of s * X' where X = cos(x, W) and X' has the
+ * margin on the target column. Inputs: `xs` = s * normalize(x) ([B, D]; the caller folds the scale
+ * into the small matrix, so that its gradient reaches s and x by ordinary autograd), W [C, D] raw (never
+ * normalised as a matrix: z = (xs W^T) * n, n_j = 1 / max(|w_j|, 1e-12)), and `scale` again (number,
+ * scalar or [B] tensor) to read the target cosines back as z_y / s. Gradient wrt W, with H = dLoss/dz * n
+ * and A = H^T xs:  dW_j = A_j - n_j^2 (A_j . w_j) w_j  (the second term only where |w_j| > 1e-12, as
+ * torch's F.normalize); wrt a tensor scale, the explicit part (t - c T'(c)) dLoss/dz_y of the target entry.
+ * Large temporaries: [C, D] only the gradient itself (A, the row-scaled W, their difference); norms are
+ * einsum reductions.
+ */
+export function cosineMarginLoss(
+  xs: Tensor2D,
+  weight: Tensor2D,
+  labels: Tensor1D,
+  scale: number | Tensor,
+  target: TargetTransform | null,
+): Scalar {
+  const b = xs.shape[0];
+  const scaleIsTensor = typeof scale !== "number";
+  const fn = tf.customGrad((...args: (Tensor | GradSaveFunc)[]) => {
+    const xIn = args[0] as Tensor2D;
+    const wIn = args[1] as Tensor2D;
+    const sIn = scaleIsTensor ? (args[2] as Tensor) : (scale as number);
+    const save = args[args.length - 1] as GradSaveFunc;
+    // |w_j|^2 by einsum: a read-only reduction (square + sum would write a [C, D] temporary)
+    const sq = tf.einsum("cd,cd->c", wIn, wIn);
+    const n = tf.rsqrt(tf.maximum(sq, 1e-24)); // [C]
+    const z = matMulWideT(xIn, wIn, n);
+    const idx = targetIndices(labels);
+    const { row } = scaleShapes(sIn, b);
+    const zy = tf.gatherND(z, idx) as Tensor1D;
+    // c = z_y / s (s = 0 only for SphereFace's zero embeddings, where z_y = 0 too)
+    const c = tf.clipByValue(tf.div(zy, typeof row === "number" ? row : tf.maximum(row, 1e-30)), -1, 1) as Tensor1D;
+    const { value: t, slope } = target ? target(c) : { value: c, slope: null };
+    const zMod = target ? (tf.tensorScatterUpdate(z, idx, tf.mul(t, row)) as Tensor2D) : z;
+    const [rows, backprop] = softmaxCrossEntropyRows(zMod, labels);
+    const value = tf.mean(rows) as Scalar;
+    const toSave: Tensor[] = [xIn, wIn, n, sq, backprop, idx, slope ?? tf.ones([b])];
+    if (scaleIsTensor) toSave.push(t, c, sIn as Tensor);
+    save(toSave);
+    return {
+      value,
+      gradFunc: (dy: Scalar, saved: Tensor[]) => {
+        const [xS, wS, nS, sqS, bp, idxS, slopeS] = saved as Tensor2D[];
+        const g = tf.div(dy, b);
+        // H = dLoss/dzraw = g (p - onehot) n, in one [B, C] pass; the target entries times the slope
+        let H = tf.mul(bp, tf.mul(nS, g)) as Tensor2D;
+        const hY = target || scaleIsTensor ? tf.gatherND(H, idxS) : null;
+        if (target && slope) H = tf.tensorScatterUpdate(H, idxS, tf.mul(hY as Tensor, slopeS)) as Tensor2D;
+        const dX = tf.matMul(H, wS);
+        const A = tf.matMul(H, xS, true, false); // [C, D]
+        // normalisation: dW_j = A_j - n_j^2 (A_j . w_j) w_j (zero where the 1e-12 floor is active)
+        const k = tf.where(
+          tf.greater(sqS, 1e-24),
+          tf.mul(tf.einsum("cd,cd->c", A, wS), tf.square(nS)),
+          tf.zerosLike(sqS),
+        );
+        const dW = tf.sub(A, tf.mul(wS, tf.reshape(k, [-1, 1])));
+        if (!scaleIsTensor) return [dX, dW];
+        const [tS, cS, sVal] = saved.slice(7);
+        // explicit d(s T(z_y / s))/ds = T - c T', times dLoss/dz_y = H_y / n_y
+        const nY = tf.gather(nS, tf.cast(labels, "int32"));
+        const dsRows = tf.mul(tf.div(hY as Tensor, nY), tf.sub(tS, tf.mul(cS, slopeS)));
+        const dS = sVal.rank === 0 ? tf.sum(dsRows) : tf.reshape(dsRows, sVal.shape);
+        return [dX, dW, dS];
+      },
+    };
+  });
+  return (scaleIsTensor ? fn(xs, weight, scale as Tensor) : fn(xs, weight)) as Scalar;
+}
+
+/**
+ * The logits s * X' themselves ([B, C]), differentiable (customGrad: gather/scatter have no autograd
+ * gradient in tfjs): dX = s dZ, with the target column's entry multiplied by T'.
+ */
+export function marginLogits(
+  x: Tensor2D,
+  labels: Tensor1D,
+  scale: number | Tensor,
+  target: TargetTransform | null,
+  options: MarginSoftmaxOptions = {},
+): Tensor2D {
+  const clipTarget = options.clipTarget ?? true;
+  const b = x.shape[0];
+  const scaleIsTensor = typeof scale !== "number";
+  const fn = tf.customGrad((...args: (Tensor | GradSaveFunc)[]) => {
+    const xIn = args[0] as Tensor2D;
+    const sIn = scaleIsTensor ? (args[1] as Tensor) : (scale as number);
+    const save = args[args.length - 1] as GradSaveFunc;
+    const idx = targetIndices(labels);
+    const { value: t, slope } = applyTarget(xIn, idx, target, clipTarget);
+    const modified = target || clipTarget ? (tf.tensorScatterUpdate(xIn, idx, t) as Tensor2D) : xIn;
+    const { col } = scaleShapes(sIn, b);
+    const value = tf.mul(modified, col) as Tensor2D;
+    const toSave: Tensor[] = [idx, slope ?? tf.ones([b])];
+    if (scaleIsTensor) toSave.push(modified, sIn as Tensor);
+    save(toSave);
+    return {
+      value,
+      gradFunc: (dy: Tensor2D, saved: Tensor[]) => {
+        const [idxS, slopeS] = saved as [Tensor2D, Tensor1D];
+        const sS = scaleIsTensor ? saved[3] : (scale as number);
+        const sh = scaleShapes(sS, b);
+        const dense = tf.mul(dy, sh.col);
+        const dT = tf.mul(tf.mul(tf.gatherND(dy, idxS), sh.row), slopeS);
+        const dX = tf.tensorScatterUpdate(dense, idxS, dT) as Tensor2D;
+        if (!scaleIsTensor) return [dX];
+        const modS = saved[2];
+        const sVal = saved[3];
+        const dsRows = tf.sum(tf.mul(dy, modS), 1);
+        const dS = sVal.rank === 0 ? tf.sum(dsRows) : tf.reshape(dsRows, sVal.shape);
+        return [dX, dS];
+      },
+    };
+  });
+  return (scaleIsTensor ? fn(x, scale as Tensor) : fn(x)) as Tensor2D;
+}
+
+/**
+ * x / max(||x||, 1e-12) row-wise, as torch.nn.functional.normalize, with a hand-written gradient:
+ * (g - x^ (x^ . g)) / ||x|| where ||x|| > 1e-12, g / 1e-12 below (torch's gradient there; finite at x = 0).
+ * `rescale` first divides each row by its largest |entry| so that ||x||^2 cannot overflow float32 (used
+ * for embeddings, any finite input; W skips it to save two passes over [C, D]).
+ */
+export function l2NormalizeRows(x: Tensor2D, rescale = false): Tensor2D {
+  const fn = tf.customGrad((...args: (Tensor | GradSaveFunc)[]) => {
+    const xIn = args[0] as Tensor2D;
+    const save = args[1] as GradSaveFunc;
+    const n = rescale ? robustNorm(xIn) : tf.sqrt(tf.sum(tf.square(xIn), 1, true));
+    const den = tf.maximum(n, 1e-12);
+    const xn = tf.div(xIn, den) as Tensor2D;
+    save([xn, n, den]);
+    return {
+      value: xn,
+      gradFunc: (dy: Tensor2D, saved: Tensor[]) => {
+        const [xnS, nS, denS] = saved;
+        const radial = tf.mul(xnS, tf.sum(tf.mul(xnS, dy), 1, true));
+        // torch: the norm's own gradient is cut where the 1e-12 floor is active
+        const proj = tf.where(tf.greater(nS, 1e-12), tf.sub(dy, radial), dy);
+        return [tf.div(proj, denS)];
+      },
+    };
+  });
+  return fn(x) as Tensor2D;
+}
+
+/** ||x|| per row, [B, 1], computed as m ||x / m|| with m the row's largest |entry| (no overflow). */
+function robustNorm(x: Tensor2D): Tensor {
+  const m = tf.max(tf.abs(x), 1, true);
+  const safe = tf.maximum(m, 1e-37);
+  return tf.mul(tf.sqrt(tf.sum(tf.square(tf.div(x, safe)), 1, true)), safe);
+}
+
+/**
+ * ||x|| per row, [B], as torch.norm: exact down to subnormal norms, no overflow for any finite x, and its gradient x / ||x|| is 0 at
+ * x = 0 (sqrt's own gradient would be infinite there).
+ */
+export function rowNorms(x: Tensor2D): Tensor1D {
+  const b = x.shape[0];
+  const fn = tf.customGrad((...args: (Tensor | GradSaveFunc)[]) => {
+    const xIn = args[0] as Tensor2D;
+    const save = args[1] as GradSaveFunc;
+    const n = tf.reshape(robustNorm(xIn), [b]) as Tensor1D;
+    save([xIn, n]);
+    return {
+      value: n,
+      gradFunc: (dy: Tensor1D, saved: Tensor[]) => {
+        const [xS, nS] = saved;
+        return [tf.mul(xS, tf.reshape(tf.div(dy, tf.maximum(nS, 1e-30)), [b, 1]))];
+      },
+    };
+  });
+  return fn(x) as Tensor1D;
+}
+
+/**
+ * max over the last axis of [B, C, K] with the gradient routed to the first maximal entry only (as
+ * torch.max(dim)); tf.max's own gradient would go to every tied entry (e.g. all K at a zero embedding).
+ */
+export function maxLastAxis(x: Tensor): Tensor2D {
+  const k = x.shape[x.rank - 1];
+  const fn = tf.customGrad((...args: (Tensor | GradSaveFunc)[]) => {
+    const xIn = args[0] as Tensor;
+    const save = args[1] as GradSaveFunc;
+    const arg = tf.argMax(xIn, -1);
+    save([arg]);
+    return {
+      value: tf.max(xIn, -1) as Tensor2D,
+      gradFunc: (dy: Tensor2D, saved: Tensor[]) => [tf.mul(tf.oneHot(saved[0] as Tensor2D, k), tf.expandDims(dy, -1))],
+    };
+  });
+  return fn(x) as Tensor2D;
+}

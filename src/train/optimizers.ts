@@ -1,0 +1,116 @@
+/**
+ * Optimizers with PyTorch semantics and inspectable state (tfjs' own optimizers have no AdamW and
+ * their state is awkward to checkpoint). The learning rate is passed per step (schedules.ts).
+ * - SGD: g += wd * p; buf = momentum * buf + g; p -= lr * (nesterov ? g + momentum * buf : buf).
+ * - AdamW (Loshchilov & Hutter; torch.optim.AdamW): p *= 1 - lr * wd; Adam update with bias correction.
+ * Weight decay is per variable group (backbone / head), as InsightFace's two parameter groups.
+ */
+import { tf } from "../backend";
+import { checkNumber, configError } from "../data/dataset";
+import type { Variable } from "../losses/head";
+
+type Tensor = import("@tensorflow/tfjs-node").Tensor;
+
+export type OptimizerConfig =
+  | { type: "sgd"; lr: number; momentum?: number; nesterov?: boolean; weightDecay?: number; headWeightDecay?: number }
+  | {
+      type: "adamw";
+      lr: number;
+      beta1?: number;
+      beta2?: number;
+      epsilon?: number;
+      weightDecay?: number;
+      headWeightDecay?: number;
+    };
+
+export const OPTIMIZERS = ["sgd", "adamw"] as const;
+
+export function validateOptimizer(o: OptimizerConfig): void {
+  if (!o || !OPTIMIZERS.includes(o.type))
+    throw configError("optimizer.type", o?.type, `allowed are ${OPTIMIZERS.join(", ")}`);
+  checkNumber("optimizer.lr", o.lr, 0, 1e6);
+  if (o.weightDecay !== undefined) checkNumber("optimizer.weightDecay", o.weightDecay, 0, 1e3);
+  if (o.headWeightDecay !== undefined) checkNumber("optimizer.headWeightDecay", o.headWeightDecay, 0, 1e3);
+  if (o.type === "sgd" && o.momentum !== undefined) checkNumber("optimizer.momentum", o.momentum, 0, 1);
+  if (o.type === "adamw") {
+    if (o.beta1 !== undefined) checkNumber("optimizer.beta1", o.beta1, 0, 0.999999);
+    if (o.beta2 !== undefined) checkNumber("optimizer.beta2", o.beta2, 0, 0.999999999);
+    if (o.epsilon !== undefined) checkNumber("optimizer.epsilon", o.epsilon, 0, 1);
+  }
+}
+
+export interface ParamGroup {
+  variables: Variable[];
+  weightDecay: number;
+}
+
+export class Optimizer {
+  /** Completed updates (AdamW's bias correction uses it). */
+  step = 0;
+  /** Slot variables per parameter: SGD [momentum buffer]; AdamW [m, v]. */
+  private readonly slots: Variable[][];
+  private readonly groups: ParamGroup[];
+
+  constructor(
+    readonly config: OptimizerConfig,
+    groups: ParamGroup[],
+  ) {
+    validateOptimizer(config);
+    this.groups = groups;
+    const nSlots = config.type === "sgd" ? ((config.momentum ?? 0.9) > 0 ? 1 : 0) : 2;
+    this.slots = groups.flatMap((g) =>
+      g.variables.map((v) => Array.from({ length: nSlots }, () => tf.tidy(() => tf.variable(tf.zerosLike(v), false)))),
+    );
+  }
+
+  /** Applies one update with gradients in the same order as the groups' variables. */
+  apply(grads: Tensor[], lr: number): void {
+    const c = this.config;
+    this.step++;
+    const t = this.step;
+    tf.tidy(() => {
+      let k = 0;
+      for (const g of this.groups) {
+        for (const p of g.variables) {
+          const grad = grads[k];
+          const slots = this.slots[k];
+          k++;
+          if (c.type === "sgd") {
+            const mu = c.momentum ?? 0.9;
+            const d = g.weightDecay ? tf.add(grad, tf.mul(p, g.weightDecay)) : grad;
+            let upd = d;
+            if (mu > 0) {
+              const buf = slots[0];
+              const nb = tf.add(tf.mul(buf, mu), d);
+              buf.assign(nb);
+              upd = c.nesterov ? tf.add(d, tf.mul(nb, mu)) : nb;
+            }
+            p.assign(tf.sub(p, tf.mul(upd, lr)));
+          } else {
+            const b1 = c.beta1 ?? 0.9;
+            const b2 = c.beta2 ?? 0.999;
+            const eps = c.epsilon ?? 1e-8;
+            const [m, v] = slots;
+            const nm = tf.add(tf.mul(m, b1), tf.mul(grad, 1 - b1));
+            const nv = tf.add(tf.mul(v, b2), tf.mul(tf.square(grad), 1 - b2));
+            m.assign(nm);
+            v.assign(nv);
+            const mhat = tf.div(nm, 1 - b1 ** t);
+            const vhat = tf.div(nv, 1 - b2 ** t);
+            const decayed = g.weightDecay ? tf.mul(p, 1 - lr * g.weightDecay) : p;
+            p.assign(tf.sub(decayed, tf.mul(tf.div(mhat, tf.add(tf.sqrt(vhat), eps)), lr)));
+          }
+        }
+      }
+    });
+  }
+
+  /** State for checkpoints: slot variables in a fixed order. */
+  stateVariables(): Variable[] {
+    return this.slots.flat();
+  }
+
+  dispose(): void {
+    for (const v of this.slots.flat()) v.dispose();
+  }
+}

@@ -1,0 +1,69 @@
+// Every notebook runs headlessly (scripts/run-notebooks.ts: nbconvert, marginlab kernel, smoke preset)
+// without a cell error, logs to MLflow, and shows compact inline figures, tables and the run link.
+import { mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { test } from "uvu";
+import * as assert from "uvu/assert";
+import { listNotebooks, runNotebooks } from "../scripts/run-notebooks";
+import { type NotebookCell, textOf } from "../src/notebook/execute";
+import { type MlflowServer, startMlflowServer } from "../src/tracking/server";
+
+let server: MlflowServer;
+let dir: string;
+
+test.before(async () => {
+  dir = mkdtempSync(path.join(tmpdir(), "marginlab-nbtest-"));
+  server = await startMlflowServer({ dir: path.join(dir, "mlflow"), startTimeoutMs: 180_000 });
+});
+
+test.after(async () => {
+  await server?.stop();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+test("the committed notebooks use the marginlab kernel and read MARGINLAB_PRESET", () => {
+  const files = listNotebooks();
+  assert.ok(files.length >= 1);
+  for (const file of files) {
+    const nb = JSON.parse(readFileSync(file, "utf8"));
+    assert.is(nb.metadata.kernelspec.name, "marginlab", file);
+    const code = (nb.cells as NotebookCell[])
+      .filter((c) => c.cell_type === "code")
+      .map((c) => textOf(c.source))
+      .join("\n");
+    assert.match(code, /presetFromEnv\(\)/, `${file} reads the preset from the environment`);
+    assert.match(
+      code,
+      /from "\.\/experiments\/notebook"/,
+      `${file} imports the experiments (kernel cwd = project root)`,
+    );
+    assert.ok(statSync(file).size < 1_000_000, `${file} stays small enough to diff`);
+  }
+});
+
+test("run-notebooks executes every notebook with the smoke preset, without a cell error", async () => {
+  const runs = await runNotebooks({
+    env: { MLFLOW_TRACKING_URI: server.url },
+    outDir: path.join(dir, "out"),
+    concurrency: 2,
+  });
+  assert.is(runs.length, listNotebooks().length);
+  for (const r of runs) {
+    assert.ok(r.ok, `${r.name}: ${r.error}`);
+    const nb = JSON.parse(readFileSync(r.output!, "utf8"));
+    const outputs = (nb.cells as NotebookCell[]).flatMap((c) => c.outputs ?? []);
+    const html = outputs.map((o) => textOf(o.data?.["text/html"] as string | string[] | undefined)).join("\n");
+    const text = outputs.map((o) => textOf(o.text)).join("\n");
+    assert.match(text, /preset: smoke/, `${r.name} ran the smoke preset`);
+    assert.match(html, /class="marginlab-figure"/, `${r.name} shows a figure`);
+    assert.match(html, /<table class="marginlab-table">/, `${r.name} shows a table`);
+    assert.ok(html.includes(`href="${server.url}/#/experiments/`), `${r.name} links its MLflow run`);
+    assert.not.ok(
+      html.includes("Plotly.register") || html.length > 500_000,
+      `${r.name}: no inlined plotly bundle (${html.length} chars of HTML)`,
+    );
+  }
+});
+
+test.run();
