@@ -8,12 +8,12 @@ import { type Backbone, LayersBackbone } from "../src/backbones/backbone";
 import { createBackbone } from "../src/backbones/index";
 import { tf } from "../src/backend";
 import { type Dataset, subset } from "../src/data/dataset";
+import { mnistDigits } from "../src/data/mnist-digits";
 import { type LabelNoise, syntheticFaces } from "../src/data/synthetic";
 import { embedDataset } from "../src/eval/embed";
 import type { Head } from "../src/losses/head";
 import { LinearHeadBase } from "../src/losses/softmax";
 import { type Regularizer, train } from "../src/train/trainer";
-import { mnistDigitsForExperiments as mnistDigits } from "./mnist-data";
 import type { RunContext } from "./types";
 
 type SymbolicTensor = import("@tensorflow/tfjs-node").SymbolicTensor;

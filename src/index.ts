@@ -69,7 +69,7 @@ export { type Dataset, type ImageSample, indicesOfClasses, subset } from "./data
 export { decodeImage, encodeImage } from "./data/decode";
 export { type ImageFolderDataset, type ImageFolderOptions, imageFolder } from "./data/image-folder";
 export { DATA_TYPES, type DataSpec, openDataset } from "./data/index";
-export { type MnistOptions, mnistDigits } from "./data/mnist";
+export { type MnistOptions, mnistDigits } from "./data/mnist-digits";
 export { type NumpyArray, PickleError, unpickle } from "./data/pickle";
 export {
   type AugmentOptions,

@@ -8,7 +8,7 @@ import os from "node:os";
 import path from "node:path";
 import { test } from "uvu";
 import * as assert from "uvu/assert";
-import { mnistDigits } from "../src/data/mnist";
+import { mnistDigits } from "../src/data/mnist-digits";
 import {
   applyLabelNoise,
   DEGRADATIONS,

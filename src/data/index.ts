@@ -1,7 +1,7 @@
 /** Opening a data source from a plain description (CLI, experiments, notebooks). */
 import { configError, type Dataset } from "./dataset";
 import { imageFolder } from "./image-folder";
-import { mnistDigits } from "./mnist";
+import { mnistDigits } from "./mnist-digits";
 import { recordIODataset } from "./recordio";
 import { type SyntheticOptions, syntheticFaces } from "./synthetic";
 

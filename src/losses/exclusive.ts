@@ -167,7 +167,13 @@ export function nearestOtherRows(wn: Tensor2D, tileSize: number): NearestResult 
  * = (dy / C)(W_hat[p] + segment_sum(W_hat rows i into p(i))), dW = n (G - w_hat (w_hat . G)),
  * where n = 1/|w| (rows with |w| < eps: W_hat = w / eps is linear, dW = G / eps).
  */
-function exclusiveGradient(weight: Tensor2D, wn: Tensor2D, partner: Tensor1D, dy: Scalar, rowsPerChunk: number): Tensor2D {
+function exclusiveGradient(
+  weight: Tensor2D,
+  wn: Tensor2D,
+  partner: Tensor1D,
+  dy: Scalar,
+  rowsPerChunk: number,
+): Tensor2D {
   const c = weight.shape[0];
   // Row chunks keep the transients at chunk size: the peak is W, W_hat, the segment sum and the result.
   const seg = tf.unsortedSegmentSum(wn, partner, c) as Tensor2D;
@@ -180,7 +186,10 @@ function exclusiveGradient(weight: Tensor2D, wn: Tensor2D, partner: Tensor1D, dy
         tf.tidy(() => {
           const w = tf.slice(weight, [start, 0], [n, -1]);
           const wnb = tf.slice(wn, [start, 0], [n, -1]);
-          const g = tf.mul(tf.add(tf.gather(wn, tf.slice(partner, [start], [n])), tf.slice(seg, [start, 0], [n, -1])), scale);
+          const g = tf.mul(
+            tf.add(tf.gather(wn, tf.slice(partner, [start], [n])), tf.slice(seg, [start, 0], [n, -1])),
+            scale,
+          );
           const ss = tf.sum(tf.square(w), 1, true);
           const inv = tf.rsqrt(tf.maximum(ss, EPS * EPS));
           const projected = tf.sub(g, tf.mul(wnb, tf.sum(tf.mul(wnb, g), 1, true)));

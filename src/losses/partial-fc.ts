@@ -442,9 +442,15 @@ export class PartialFC {
     if (k < 2 || local.length === 0) return { value: 0, rows: new Int32Array(0), vals: new Float32Array(0) };
     const partner = tf.tidy(() => {
       const cls = tf.tensor1d(local, "int32");
-      const s = tf.mul(tf.matMul(normalizeRows(tf.gather(wa, cls) as Tensor2D), wa, false, true), n);
-      const self = tf.equal(tf.expandDims(cls, 1), tf.expandDims(tf.range(0, k, 1, "int32"), 0));
-      return tf.argMax(tf.where(self, tf.fill(s.shape, -Infinity), s), 1);
+      // cosines via W_a q^T [K, P] (the fast matmul layout here); self entries set to -3 (below any cosine)
+      const p = local.length;
+      const st = tf.mul(
+        tf.matMul(wa, normalizeRows(tf.gather(wa, cls) as Tensor2D), false, true),
+        tf.reshape(n, [k, 1]),
+      );
+      // back to [P, K] (one pass) so that the argmax reduces along contiguous rows
+      const selfIdx = tf.stack([tf.range(0, p, 1, "int32"), cls], 1);
+      return tf.argMax(tf.tensorScatterUpdate(tf.transpose(st), selfIdx, tf.fill([p], -3)), 1);
     });
     const part = Int32Array.from(partner.dataSync());
     partner.dispose();
