@@ -5,7 +5,7 @@ import * as assert from "uvu/assert";
 import { normQualityAnalysis, normTertiles, pearson, spearman } from "../src/eval/norms";
 import { angleStatistics, centreSeparation, featureCentres } from "../src/eval/separability";
 
-const pml = JSON.parse(readFileSync(path.join(__dirname, "../../shared/research/vectors/pml_losses.json"), "utf8"));
+const pml = JSON.parse(readFileSync(path.join(__dirname, "fixtures/vectors/pml_losses.json"), "utf8"));
 
 test("RegularFace sep equals pytorch-metric-learning's RegularFaceRegularizer on the reference W", () => {
   const ref = pml.RegularFaceRegularizer_alone_on_W_t;

@@ -5,7 +5,7 @@ import * as assert from "uvu/assert";
 import { evaluatePairs, kfoldRanges, makePairs, rocCurve, tarAtFar } from "../src/eval/verification";
 
 const ref = JSON.parse(
-  readFileSync(path.join(__dirname, "../../shared/research/vectors/insightface_verification_10fold.json"), "utf8"),
+  readFileSync(path.join(__dirname, "fixtures/vectors/insightface_verification_10fold.json"), "utf8"),
 );
 
 test("matches InsightFace verification.py on the reference vector (distances, folds, thresholds, accuracies)", () => {

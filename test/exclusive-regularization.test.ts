@@ -1,6 +1,5 @@
 import { test } from "uvu";
 import * as assert from "uvu/assert";
-import pmlVectors from "../../shared/research/vectors/pml_losses.json";
 import { tf } from "../src/backend";
 import {
   exclusiveDense,
@@ -11,6 +10,7 @@ import {
   normalizeRows,
 } from "../src/losses/exclusive";
 import fixture from "./fixtures/exclusive-pml.json";
+import pmlVectors from "./fixtures/vectors/pml_losses.json";
 
 type T2 = import("@tensorflow/tfjs-node").Tensor2D;
 type Fn = (w: T2) => import("@tensorflow/tfjs-node").Scalar;

@@ -1,9 +1,9 @@
 /**
- * The heads against the vectors in ../shared/research/vectors/, produced by running the unmodified
+ * The heads against the vectors in test/fixtures/vectors/, produced by running the unmodified
  * upstream code (pytorch-metric-learning v2.8.1, InsightFace arcface_torch, sphereface_pytorch, the Caffe
  * lambda formula) in float64.
  */
-import { existsSync, readFileSync } from "node:fs";
+import { readFileSync } from "node:fs";
 import path from "node:path";
 import type { Tensor, Tensor1D, Tensor2D } from "@tensorflow/tfjs-node";
 import { test } from "uvu";
@@ -13,9 +13,8 @@ import type { CosineHead } from "../src/losses/head";
 import { CAFFE_LAMBDA, lambdaAt, SphereFace } from "../src/losses/sphereface";
 import { flat, lossAndGrads, makeHead, quiet, relError } from "./losses-helpers";
 
-const DIRS = [path.join(__dirname, "..", "..", "shared", "research", "vectors"), "/work/shared/research/vectors"];
-const dir = DIRS.find((d) => existsSync(path.join(d, "pml_losses.json")));
-if (!dir) throw new Error(`research vectors not found in ${DIRS.join(" or ")}`);
+// Copied unmodified from the project's research folder (see fixtures/vectors/README.md for their provenance).
+const dir = path.join(__dirname, "fixtures", "vectors");
 // biome-ignore lint/suspicious/noExplicitAny: JSON vectors
 const load = (name: string): any => JSON.parse(readFileSync(path.join(dir, name), "utf8"));
 

@@ -1,7 +1,5 @@
 import { test } from "uvu";
 import * as assert from "uvu/assert";
-import marginVectors from "../../shared/research/vectors/insightface_combined_margin.json";
-import pfcVector from "../../shared/research/vectors/insightface_pfc_sampling.json";
 import { tf } from "../src/backend";
 import { ArcFace } from "../src/losses/arcface";
 import { CosFace } from "../src/losses/cosface";
@@ -11,6 +9,8 @@ import { NormFace } from "../src/losses/normface";
 import { PartialFC } from "../src/losses/partial-fc";
 import { LOSS_CAP, meanLoss, sparseSoftmaxCrossEntropy } from "../src/losses/partial-fc-core";
 import { numSampled, seededUniform, selectActive } from "../src/losses/partial-fc-sampling";
+import marginVectors from "./fixtures/vectors/insightface_combined_margin.json";
+import pfcVector from "./fixtures/vectors/insightface_pfc_sampling.json";
 
 type T1 = import("@tensorflow/tfjs-node").Tensor1D;
 type T2 = import("@tensorflow/tfjs-node").Tensor2D;
