@@ -14,7 +14,8 @@ import { embedDataset } from "../src/eval/embed";
 import type { Head } from "../src/losses/head";
 import { LinearHeadBase } from "../src/losses/softmax";
 import { type Regularizer, train } from "../src/train/trainer";
-import type { RunContext } from "./types";
+import { numberSetting } from "./settings";
+import type { RunContext, Settings } from "./types";
 
 type SymbolicTensor = import("@tensorflow/tfjs-node").SymbolicTensor;
 
@@ -190,6 +191,22 @@ export const round = (v: number, digits = 4) => (Number.isFinite(v) ? Number(v.t
  * Synthetic identities split by identity: the first `trainIds` identities train (labels 0..trainIds-1),
  * the remaining `testIds` are held out for verification. Rendered once and cached under .cache/.
  */
+/** The split an image ablation's settings describe (trainIds, testIds, imagesPerIdentity, imageSize). */
+export function syntheticSplitFromSettings(
+  s: Settings,
+  seed: number,
+  extra: { degradedFraction?: number; labelNoise?: LabelNoise } = {},
+) {
+  return syntheticSplit({
+    trainIds: numberSetting(s, "trainIds"),
+    testIds: numberSetting(s, "testIds"),
+    imagesPerIdentity: numberSetting(s, "imagesPerIdentity"),
+    size: numberSetting(s, "imageSize"),
+    seed,
+    ...extra,
+  });
+}
+
 export async function syntheticSplit(o: {
   trainIds: number;
   testIds: number;

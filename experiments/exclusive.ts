@@ -13,7 +13,7 @@ import { exclusiveRegularization } from "../src/losses/exclusive";
 import type { Head, Tensor2D } from "../src/losses/head";
 import { SphereFace } from "../src/losses/sphereface";
 import type { Regularizer } from "../src/train/trainer";
-import { classCentres, fit, makeBackbone, round, rowsOf, separability, syntheticSplit } from "./common";
+import { classCentres, fit, makeBackbone, round, rowsOf, separability, syntheticSplitFromSettings } from "./common";
 import { SoftmaxCenterHead } from "./heads";
 import { numberSetting, stringsSetting } from "./settings";
 import type { Ablation, Config, ResultOf, Settings, Summary } from "./types";
@@ -181,13 +181,7 @@ export const exclusive: Ablation<ExclusiveConfig> = {
   async runOne(config, ctx) {
     const s = ctx.settings;
     const size = numberSetting(s, "imageSize");
-    const data = await syntheticSplit({
-      trainIds: numberSetting(s, "trainIds"),
-      testIds: numberSetting(s, "testIds"),
-      imagesPerIdentity: numberSetting(s, "imagesPerIdentity"),
-      size,
-      seed: config.seed,
-    });
+    const data = await syntheticSplitFromSettings(s, config.seed);
     const D = numberSetting(s, "embeddingDim");
     const backbone = makeBackbone(String(s.backbone), D, config.seed, [size, size, 1]);
     const head = makeHead(config.loss, data.train.numClasses, D, config.seed, s);

@@ -10,7 +10,7 @@ import { verifyPairs } from "../src/eval/verification";
 import type { Head } from "../src/losses/head";
 import { L2Softmax } from "../src/losses/l2-softmax";
 import { Softmax } from "../src/losses/softmax";
-import { fit, makeBackbone, round, syntheticSplit } from "./common";
+import { fit, makeBackbone, round, syntheticSplitFromSettings } from "./common";
 import { numberSetting, stringsSetting } from "./settings";
 import type { Ablation, Config, ResultOf, Settings, Summary } from "./types";
 
@@ -287,12 +287,7 @@ export const qualitySplit: Ablation<QualityConfig> = {
   async runOne(config, ctx) {
     const s = ctx.settings;
     const size = numberSetting(s, "imageSize");
-    const data = await syntheticSplit({
-      trainIds: numberSetting(s, "trainIds"),
-      testIds: numberSetting(s, "testIds"),
-      imagesPerIdentity: numberSetting(s, "imagesPerIdentity"),
-      size,
-      seed: config.seed,
+    const data = await syntheticSplitFromSettings(s, config.seed, {
       degradedFraction: numberSetting(s, "degradedFraction"),
     });
     const D = numberSetting(s, "embeddingDim");

@@ -11,7 +11,7 @@ import { embedDataset } from "../src/eval/embed";
 import { makePairs, verifyPairs } from "../src/eval/verification";
 import type { Tensor1D, Tensor2D } from "../src/losses/head";
 import { type CleaningResult, SubCenterArcFace } from "../src/losses/subcenter-arcface";
-import { fit, makeBackbone, round, syntheticSplit } from "./common";
+import { fit, makeBackbone, round, syntheticSplitFromSettings } from "./common";
 import { numberSetting, numbersSetting } from "./settings";
 import type { Ablation, Config, ConfigResult, ResultOf, RunContext, Settings, Summary } from "./types";
 
@@ -26,12 +26,7 @@ export interface SubcenterConfig extends Config {
 async function runConfig(config: SubcenterConfig, ctx: RunContext): Promise<ConfigResult> {
   const s = ctx.settings;
   const size = numberSetting(s, "imageSize");
-  const data = await syntheticSplit({
-    trainIds: numberSetting(s, "trainIds"),
-    testIds: numberSetting(s, "testIds"),
-    imagesPerIdentity: numberSetting(s, "imagesPerIdentity"),
-    size,
-    seed: config.seed,
+  const data = await syntheticSplitFromSettings(s, config.seed, {
     degradedFraction: 0.3,
     labelNoise: config.noise > 0 ? { flip: config.noise } : undefined,
   });
