@@ -3,14 +3,16 @@
  * B = 256, D = 512, at C = 10,000 and 100,000, against the same step in PyTorch on the same CPU.
  *
  * marginlab cases:
- * - "fused": the loss-heads' ArcFace (src/losses/arcface.ts) driven by PartialFC with r = 1 (no
- *   sampling): the fused cosine/margin/cross-entropy core of src/losses/partial-fc-core.ts and the
- *   in-place row update (src/losses/partial-fc.ts).
+ * - "fused": the loss-heads' ArcFace (src/losses/arcface.ts) stepped by FusedHeadStep
+ *   (src/losses/fused-step.ts): the fused cosine/margin/cross-entropy core of partial-fc-core.ts, W and
+ *   the momentum buffer kept in TensorFlow, the normalisation's projection folded into the update.
+ * - "pfc": the same core driven by PartialFC with r = 1 (W on the host, rows updated there).
  * - "head": the same ArcFace through its own `loss` and tf.train.momentum (autodiff, a new W per step).
  * PyTorch peers (bench/peers/heads.py): arcface_torch's current margin code, and a lean variant.
  */
 import { tf } from "../src/backend";
 import { ArcFace } from "../src/losses/arcface";
+import { FusedHeadStep } from "../src/losses/fused-step";
 import type { Tensor1D, Tensor2D } from "../src/losses/head";
 import { PartialFC } from "../src/losses/partial-fc";
 import {
@@ -45,6 +47,11 @@ function worker(caseName: string, p: Params): void {
   const { x, y } = batch(p);
   let step: () => void;
   if (caseName === "fused") {
+    const fused = new FusedHeadStep(head, { learningRate: 0.1, momentum: 0.9, weightDecay: 0 });
+    step = () => {
+      fused.step(x, y);
+    };
+  } else if (caseName === "pfc") {
     const pfc = new PartialFC({ head, sampleRate: 1, optimizer: { learningRate: 0.1, momentum: 0.9, weightDecay: 0 } });
     head.weight.dispose(); // PartialFC keeps its own copy of W on the host
     step = () => {
@@ -86,9 +93,11 @@ export async function run(args: string[]): Promise<number> {
       : runPeer("heads.py", `pytorch insightface C=${c}`, [...peerArgs, "--variant", "insightface"]);
     const head = o["no-head"] ? null : runWorker("heads.ts", "head", p);
     const lean = o["no-peer"] ? null : runPeer("heads.py", `pytorch lean C=${c}`, [...peerArgs, "--variant", "lean"]);
-    for (const r of [fused, head, peer, lean]) if (r) rows.push(r);
+    const pfc = o["no-pfc"] ? null : runWorker("heads.ts", "pfc", p);
+    for (const r of [fused, pfc, head, peer, lean]) if (r) rows.push(r);
     const pairs: [Result, Result][] = [];
-    for (const ours of [fused, head]) for (const theirs of [peer, lean]) if (ours && theirs) pairs.push([ours, theirs]);
+    for (const ours of [fused, pfc, head])
+      for (const theirs of [peer, lean]) if (ours && theirs) pairs.push([ours, theirs]);
     printRows(`C = ${c}`, rows, pairs);
   }
   return 0;

@@ -2,7 +2,9 @@
  * `marginlab bench pfc`: Partial FC (src/losses/partial-fc.ts) wrapping ArcFace, B = 256, D = 512, SGD
  * momentum 0.9, weight decay 5e-4, a fresh random batch of labels each step:
  * - r = 0.1 at C = 1,000,000 with dense (V2) and frozen (V1) optimizer semantics,
- * - the same with RegularFace's stochastic exclusive term (batch classes vs the active set),
+ * - the same with the embedding gradient dL/dx (a training step continues into the backbone),
+ * - RegularFace's stochastic exclusive term (batch classes vs the active set): its cost from steps
+ *   alternating without and with it in one process, for both,
  * - r = 1.0 at C = 100,000 (the full softmax, for comparison),
  * each beside PyTorch running InsightFace's PartialFC_V2 logic on one device (bench/peers/pfc.py).
  * Peak RSS is the worker process's VmHWM: W, momentum, logits, transients all included.
@@ -16,6 +18,7 @@ import {
   emit,
   intOption,
   machineLine,
+  median,
   parseArgs,
   printRows,
   type Result,
@@ -30,6 +33,10 @@ interface Params {
   rate: number;
   semantics: "dense" | "frozen";
   exclusiveWeight: number;
+  /** Also compute dLoss/d(embeddings), as a training step does to continue into the backbone. */
+  embeddingGrad: boolean;
+  /** Alternate steps without and with the exclusive term in one process (exclusiveWeight 0 / 1). */
+  paired?: boolean;
   dim: number;
   batch: number;
   warmup: number;
@@ -57,13 +64,30 @@ function worker(p: Params): void {
       Array.from({ length: p.batch }, () => Math.floor(rand() * p.classes)),
       "int32",
     );
-    last = pfc.step(x, y);
-    y.dispose();
+    last = pfc.step(x, y, { embeddingGrad: p.embeddingGrad });
+    tf.dispose([y, (last as { embeddingGrad?: Tensor2D }).embeddingGrad ?? []]);
   };
+  if (p.paired) {
+    // the same process and state, steps alternating without and with the exclusive term: the load and the
+    // momentum pages mapped so far hit both alike (separate processes drift by +-20 % here)
+    for (let i = 0; i < p.warmup; i++) step();
+    const base: number[] = [];
+    const withEx: number[] = [];
+    for (let i = 0; i < 2 * p.repeats; i++) {
+      pfc.exclusiveWeight = i % 2;
+      const t0 = performance.now();
+      step();
+      (i % 2 ? withEx : base).push(performance.now() - t0);
+    }
+    const dx = p.embeddingGrad ? " + dx" : "";
+    emit({ name: `r=${p.rate} C=${p.classes} exclusive on/off alternating${dx}`, stepsMs: withEx, baseMs: base });
+    return;
+  }
   const stepsMs = timeSteps(step, p.warmup, p.repeats);
   const ex = p.exclusiveWeight > 0 ? " + stochastic exclusive" : "";
+  const dx = p.embeddingGrad ? " + dx" : "";
   emit({
-    name: `r=${p.rate} C=${p.classes} ${p.semantics}${ex}`,
+    name: `r=${p.rate} C=${p.classes} ${p.semantics}${ex}${dx}`,
     stepsMs,
     initMs,
     activeClasses: last.activeClasses,
@@ -81,8 +105,9 @@ export async function run(args: string[]): Promise<number> {
   const base = {
     dim: intOption(o, "dim", 512),
     batch: intOption(o, "batch", 256),
-    warmup: intOption(o, "warmup", quick ? 1 : 2),
-    repeats: intOption(o, "repeats", quick ? 2 : 5),
+    // at r = 0.1 each step first touches ~100k momentum rows: steps settle after a few
+    warmup: intOption(o, "warmup", quick ? 1 : 5),
+    repeats: intOption(o, "repeats", quick ? 2 : 7),
   };
   console.log(`bench pfc: Partial FC + ArcFace, B=${base.batch}, D=${base.dim}, SGD momentum 0.9, weight decay 5e-4`);
   console.log(`machine: ${machineLine()}`);
@@ -92,30 +117,48 @@ export async function run(args: string[]): Promise<number> {
   ];
   const rows: Result[] = [];
   const pairs: [Result, Result][] = [];
-  const sampled = runWorker("pfc.ts", "pfc", { ...base, classes: big, rate, semantics: "dense", exclusiveWeight: 0 });
-  rows.push(sampled);
-  const withEx = runWorker("pfc.ts", "pfc", { ...base, classes: big, rate, semantics: "dense", exclusiveWeight: 1 });
-  rows.push(withEx);
-  if (!o["no-frozen"])
-    rows.push(runWorker("pfc.ts", "pfc", { ...base, classes: big, rate, semantics: "frozen", exclusiveWeight: 0 }));
-  const dense = runWorker("pfc.ts", "pfc", { ...base, classes: full, rate: 1, semantics: "dense", exclusiveWeight: 0 });
+  const ours = (classes: number, r: number, extra: Partial<Params> = {}) =>
+    runWorker("pfc.ts", "pfc", {
+      ...base,
+      classes,
+      rate: r,
+      semantics: "dense",
+      exclusiveWeight: 0,
+      embeddingGrad: false,
+      ...extra,
+    });
+  // the W step alone (what the peer's x without grad computes), then the training step: + dL/dx for the backbone
+  const sampled = ours(big, rate);
+  const sampledDx = ours(big, rate, { embeddingGrad: true });
+  // the exclusive term's cost from steps alternating without / with it in one process (less noise than two runs)
+  const paired = [false, true].map((embeddingGrad) => ours(big, rate, { paired: true, embeddingGrad }));
+  rows.push(sampled, sampledDx, ...paired);
+  if (!o["no-frozen"]) rows.push(ours(big, rate, { semantics: "frozen" }));
+  const dense = ours(full, 1);
   rows.push(dense);
   if (!o["no-peer"]) {
     const peerSampled = runPeer("pfc.py", `pytorch PartialFC_V2 r=${rate} C=${big}`, peerArgs(big, rate));
+    const peerSampledDx = runPeer("pfc.py", `pytorch PartialFC_V2 r=${rate} C=${big} + dx`, [
+      ...peerArgs(big, rate),
+      "--embedding-grad",
+    ]);
     const peerFull = runPeer("pfc.py", `pytorch PartialFC_V2 r=1 C=${full}`, peerArgs(full, 1));
-    rows.push(peerSampled, peerFull);
-    pairs.push([sampled, peerSampled], [dense, peerFull]);
+    rows.push(peerSampled, peerSampledDx, peerFull);
+    pairs.push([sampled, peerSampled], [sampledDx, peerSampledDx], [dense, peerFull]);
   }
   printRows("Partial FC steps", rows, pairs);
-  const a = sampled as { medianMs?: number };
-  const b = withEx as { medianMs?: number };
-  const c = dense as { medianMs?: number };
-  if (a.medianMs && b.medianMs)
+  const ms = (r: Result) => (r as { medianMs?: number }).medianMs;
+  paired.forEach((r, k) => {
+    const base = (r as { baseMs?: number[] }).baseMs;
+    const withMs = ms(r);
+    if (!base || !withMs) return;
+    const b = median(base);
     console.log(
-      `  stochastic exclusive adds ${((100 * (b.medianMs - a.medianMs)) / a.medianMs).toFixed(1)} % to the r=${rate} step`,
+      `  stochastic exclusive adds ${((100 * (withMs - b)) / b).toFixed(1)} % to the r=${rate} ${k ? "training step (with dL/dx)" : "W step"}: ${withMs.toFixed(0)} vs ${b.toFixed(0)} ms, alternating steps`,
     );
-  if (a.medianMs && c.medianMs)
-    console.log(`  r=${rate} at C=${big}: ${(a.medianMs / c.medianMs).toFixed(2)}x the time of r=1 at C=${full}`);
+  });
+  const [a, c] = [ms(sampled), ms(dense)];
+  if (a && c) console.log(`  r=${rate} at C=${big}: ${(a / c).toFixed(2)}x the time of r=1 at C=${full}`);
   return 0;
 }
 

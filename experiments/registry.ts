@@ -2,11 +2,12 @@
 import { alphaBound } from "./alpha-bound";
 import { exclusive } from "./exclusive";
 import { margins } from "./margins";
+import { partialFc } from "./partial-fc";
 import { qualitySplit } from "./quality-split";
 import { subcenter } from "./subcenter";
 import type { AnyAblation } from "./types";
 
-export const ABLATIONS: AnyAblation[] = [alphaBound, margins, exclusive, qualitySplit, subcenter];
+export const ABLATIONS: AnyAblation[] = [alphaBound, margins, exclusive, qualitySplit, subcenter, partialFc];
 
 export function ablationNames(): string[] {
   return ABLATIONS.map((a) => a.name);

@@ -32,6 +32,7 @@ export {
   type PartialFCStepResult,
 } from "./losses/partial-fc";
 export { type ActiveSet, numSampled, selectActive, selectWithScores } from "./losses/partial-fc-sampling";
+export { FusedHeadStep, type FusedHeadStepOptions } from "./losses/fused-step";
 export { alphaLow, cosFaceScaleBound, DEFAULT_TARGET_PROBABILITY, scaleBound } from "./losses/scale";
 export { Softmax, type SoftmaxOptions } from "./losses/softmax";
 export { CAFFE_LAMBDA, type LambdaSchedule, lambdaAt, SphereFace, type SphereFaceOptions } from "./losses/sphereface";
@@ -134,6 +135,7 @@ export {
 } from "./train/callbacks";
 export { type CheckpointState, latestCheckpoint, readCheckpointState } from "./train/checkpoint";
 export { OPTIMIZERS, type OptimizerConfig } from "./train/optimizers";
+export { type PartialFCStepMetrics, type PartialFCTrainConfig, trainPartialFC } from "./train/partial-fc-trainer";
 export { learningRate, SCHEDULES, type Schedule } from "./train/schedules";
 export {
   checkpointEvery,

@@ -258,7 +258,16 @@ test("stochastic exclusive term inside the step: value and gradient of exclusive
     b.weightGrad.some((v, i) => v !== a.weightGrad[i]),
     "the exclusive term changes the gradient",
   );
-  tf.dispose([x, y, wa, value, grads[0], a.embeddingGrad, b.embeddingGrad]);
+  // the weight may change between steps: switched off, the same step as without the term
+  withEx.exclusiveWeight = 0;
+  const c = withEx.gradients(x, y, set);
+  assert.is(c.exclusive, null);
+  close(c.weightGrad, a.weightGrad, 1e-6, 1e-9, "exclusiveWeight set to 0");
+  assert.throws(() => {
+    withEx.exclusiveWeight = -1;
+  }, /exclusiveWeight = -1 is invalid/);
+  assert.is(withEx.exclusiveWeight, 0, "a rejected value leaves the weight as it was");
+  tf.dispose([x, y, wa, value, grads[0], a.embeddingGrad, b.embeddingGrad, c.embeddingGrad]);
   plain.head.dispose();
   withEx.head.dispose();
 });

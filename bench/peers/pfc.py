@@ -23,6 +23,7 @@ def main():
     p.add_argument("--batch", type=int, default=256)
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--embedding-grad", action="store_true", help="x requires grad (a training step's dL/dx)")
     a = p.parse_args()
     torch.manual_seed(0)
     s, m = 64.0, 0.5
@@ -30,7 +31,7 @@ def main():
     th, mm = math.cos(math.pi - m), math.sin(math.pi - m) * m
     weight = torch.nn.Parameter(torch.normal(0, 0.01, (a.classes, a.dim)))
     opt = torch.optim.SGD([weight], lr=0.1, momentum=0.9, weight_decay=5e-4)
-    x = torch.randn(a.batch, a.dim)
+    x = torch.randn(a.batch, a.dim, requires_grad=a.embedding_grad)
     num_sample = int(a.rate * a.classes)
     rows = torch.arange(a.batch)
 
@@ -52,11 +53,13 @@ def main():
         t = torch.where(c > th, c * cos_m - sin_t * sin_m, c - mm)
         loss = F.cross_entropy(logits.index_put((rows, labels), t) * s, labels)
         opt.zero_grad(set_to_none=True)
+        x.grad = None
         loss.backward()
         opt.step()
 
     steps = time_steps(step, a.warmup, a.repeats)
-    report(f"PartialFC_V2 r={a.rate} C={a.classes}", steps, classes=a.classes, rate=a.rate)
+    dx = " + dx" if a.embedding_grad else ""
+    report(f"PartialFC_V2 r={a.rate} C={a.classes}{dx}", steps, classes=a.classes, rate=a.rate)
 
 
 if __name__ == "__main__":

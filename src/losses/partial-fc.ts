@@ -124,7 +124,13 @@ export class PartialFC {
   readonly momentum: number;
   readonly weightDecay: number;
   readonly lossCap: boolean;
-  readonly exclusiveWeight: number;
+  /** Weight of the stochastic exclusive term; may change between steps (a warm-up, or off for a while). */
+  get exclusiveWeight(): number {
+    return this.exclusiveWeightValue;
+  }
+  set exclusiveWeight(value: number) {
+    this.exclusiveWeightValue = requireNumber(OWNER, "exclusiveWeight", value, 0, Infinity);
+  }
   /** The head's scale when the fused path is used, else null. */
   readonly fusedScale: number | null;
   learningRate: number;
@@ -141,6 +147,7 @@ export class PartialFC {
   private readonly sq: Float64Array;
   private readonly lrLog: number[] = [0];
   private stepCount = 0;
+  private exclusiveWeightValue = 0;
   private readonly rand: () => number;
 
   constructor(options: PartialFCOptions) {
