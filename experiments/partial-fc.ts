@@ -5,7 +5,8 @@
  * few images each, so that r C is small at r = 0.1. Backbone + CosFace through PartialFC and its own
  * training loop (src/train/partial-fc-trainer.ts). Per configuration: verification on held-out
  * identities, active classes, head-step and step time, and the memory that depends on r.
- * Without the CVPR paper's 0.4 inter-class filter (not implemented here).
+ * The rates in `filterRates` also run with the CVPR paper's inter-class filter (`filter`, 0.4 there), to
+ * separate the effect of sampling from that of the filter.
  */
 import { embedDataset } from "../src/eval/embed";
 import { makePairs, verifyPairs } from "../src/eval/verification";
@@ -23,6 +24,8 @@ export interface PartialFCConfig extends Config {
   variant: PfcVariant;
   /** Sampling rate r of the class centres. */
   rate: number;
+  /** Inter-class filter threshold (0 = off). */
+  filter: number;
   seed: number;
 }
 
@@ -56,6 +59,7 @@ async function runConfig(config: PartialFCConfig, ctx: RunContext): Promise<Conf
     head,
     sampleRate: config.rate,
     seed: config.seed,
+    interclassFilter: config.filter,
     optimizer: { learningRate: lr, momentum: 0.9, weightDecay: 5e-4, semantics: "dense" },
   });
   const every = Math.max(1, Math.floor(steps / 50));
@@ -118,13 +122,19 @@ const kb = (bytes: number) => round(bytes / 1024, 1);
 function summarize(results: Array<ResultOf<PartialFCConfig>>, s: Settings): Summary {
   const rates = [...new Set(results.map((r) => r.config.rate))].sort((a, b) => b - a);
   const variants = PFC_VARIANTS.filter((v) => results.some((r) => r.config.variant === v));
-  const at = (variant: string, rate: number) =>
-    results.find((r) => r.config.variant === variant && r.config.rate === rate)?.result.metrics;
+  const at = (variant: string, rate: number, filter = 0) =>
+    results.find((r) => r.config.variant === variant && r.config.rate === rate && r.config.filter === filter)?.result
+      .metrics;
+  const filter = numberSetting(s, "filter");
+  const filterRates = [...new Set(results.filter((r) => r.config.filter > 0).map((r) => r.config.rate))].sort(
+    (a, b) => b - a,
+  );
   const rows = results.map((r) => {
     const m = r.result.metrics;
     return {
       variant: r.config.variant,
       r: r.config.rate,
+      filter: r.config.filter > 0 ? r.config.filter : "",
       classes: m.classes,
       "active K": round(m.active_classes, 1),
       verification_acc: round(m.verification_accuracy),
@@ -165,9 +175,20 @@ function summarize(results: Array<ResultOf<PartialFCConfig>>, s: Settings): Summ
     notes.push(
       `${clean}, r=${lo} vs r=${full}: ${round(hLo.active_classes, 1)} vs ${round(hFull.active_classes, 1)} active classes, logits ${kb(hLo.logits_bytes)} vs ${kb(hFull.logits_bytes)} KB, head step ${round(hLo.head_ms, 2)} vs ${round(hFull.head_ms, 2)} ms, whole step ${round(hLo.step_ms, 2)} vs ${round(hFull.step_ms, 2)} ms (W and momentum stay ${kb(hFull.weight_bytes + hFull.momentum_bytes)} KB on the host).`,
     );
-  notes.push(
-    "No 0.4 inter-class filter here (the CVPR paper's robust rows use it); losses are not comparable across r (fewer negatives, smaller loss).",
-  );
+  for (const variant of variants) {
+    const base = at(variant, full)?.verification_accuracy;
+    if (base === undefined || filterRates.length === 0) continue;
+    const parts = filterRates
+      .map(
+        (r) =>
+          `r=${r} + filter ${pct(at(variant, r, filter)?.verification_accuracy)} (without ${pct(at(variant, r)?.verification_accuracy)})`,
+      )
+      .join(", ");
+    notes.push(
+      `${variant}, inter-class filter ${filter}: ${parts}; r=${full} without it ${pct(base)}${variant === "clean" ? "" : " (paper: PFC + filter recovers most of what the noise costs)"}.`,
+    );
+  }
+  notes.push("Losses are not comparable across r or the filter (fewer or zeroed negatives, smaller loss).");
   const x = rates;
   const line = (name: string, y: number[], extra: Record<string, unknown> = {}) => ({
     type: "scatter",
@@ -186,12 +207,24 @@ function summarize(results: Array<ResultOf<PartialFCConfig>>, s: Settings): Summ
         name: "verification-vs-rate",
         title: "Verification accuracy vs sampling rate r per variant",
         figure: {
-          data: variants.map((v) =>
-            line(
-              v,
-              x.map((r) => round(at(v, r)?.verification_accuracy ?? Number.NaN)),
+          data: [
+            ...variants.map((v) =>
+              line(
+                v,
+                x.map((r) => round(at(v, r)?.verification_accuracy ?? Number.NaN)),
+              ),
             ),
-          ),
+            ...(filterRates.length > 0
+              ? variants.map((v) => ({
+                  ...line(
+                    `${v} + filter ${filter}`,
+                    filterRates.map((r) => round(at(v, r, filter)?.verification_accuracy ?? Number.NaN)),
+                    { line: { dash: "dot" } },
+                  ),
+                  x: filterRates,
+                }))
+              : []),
+          ],
           layout: {
             title: { text: "Partial FC: verification accuracy vs r" },
             xaxis: { title: { text: "sampling rate r" }, type: "log" },
@@ -235,7 +268,7 @@ export const partialFc: Ablation<PartialFCConfig> = {
   name: "partial-fc",
   title: "Partial FC: sampling rate vs accuracy, cost and robustness to label noise",
   claim:
-    "Partial FC (An et al., ICCVW 2021; CVPR 2022): sampling a fraction r of the class centres per step (all of the batch's classes kept) cuts the FC layer's logits and time by about r; it costs accuracy when C is small (MS1MV2: r = 0.1 loses TAR at low FAR), and under random label flips or identities split into two labels (inter-class conflict) r < 1 helps, since a noisy sample's true class is rarely among the sampled negatives (the paper adds a 0.4 inter-class filter, not used here).",
+    "Partial FC (An et al., ICCVW 2021; CVPR 2022): sampling a fraction r of the class centres per step (all of the batch's classes kept) cuts the FC layer's logits and time by about r; it costs accuracy when C is small (MS1MV2: r = 0.1 loses TAR at low FAR), and under random label flips or identities split into two labels (inter-class conflict) r < 1 helps, since a noisy sample's true class is rarely among the sampled negatives; the paper's robust results add an inter-class filter (non-target cosines above 0.4 count as 0).",
   presets: {
     smoke: {
       seed: 1,
@@ -243,6 +276,8 @@ export const partialFc: Ablation<PartialFCConfig> = {
       variants: ["clean", "flip"],
       flip: 0.4,
       split: 0.5,
+      filter: 0.4,
+      filterRates: [0.1],
       trainIds: 200,
       testIds: 20,
       imagesPerIdentity: 4,
@@ -263,6 +298,8 @@ export const partialFc: Ablation<PartialFCConfig> = {
       variants: ["clean", "flip", "split"],
       flip: 0.4,
       split: 0.5,
+      filter: 0.4,
+      filterRates: [1, 0.1],
       trainIds: 1500,
       testIds: 200,
       imagesPerIdentity: 6,
@@ -284,6 +321,9 @@ export const partialFc: Ablation<PartialFCConfig> = {
     variants: "label variants: clean | flip (random label flips) | split (identities split into two labels)",
     flip: "fraction of labels flipped in the flip variant",
     split: "fraction of identities split into two labels in the split variant",
+    filter:
+      "inter-class filter threshold in [0, 1): non-target cosines above it count as 0 (InsightFace: 0.4; 0: no filtered runs)",
+    filterRates: "sampling rates that also run with the filter",
     trainIds: "synthetic training identities (C before splits)",
     testIds: "held-out identities for verification",
     imagesPerIdentity: "images per identity",
@@ -307,11 +347,20 @@ export const partialFc: Ablation<PartialFCConfig> = {
     const rates = numbersSetting(s, "rates");
     for (const r of rates)
       if (!(r > 0 && r <= 1)) throw new Error(`setting rates contains ${r}: expected sampling rates in (0, 1].`);
+    const filter = numberSetting(s, "filter");
+    if (!(filter >= 0 && filter < 1))
+      throw new Error(`setting filter = ${filter} is not valid: expected a cosine in [0, 1) (0: no filtered runs).`);
+    const filterRates = numbersSetting(s, "filterRates");
+    for (const r of filterRates)
+      if (!(r > 0 && r <= 1)) throw new Error(`setting filterRates contains ${r}: expected sampling rates in (0, 1].`);
     const out: PartialFCConfig[] = [];
     for (const variant of stringsSetting(s, "variants")) {
       if (!(PFC_VARIANTS as readonly string[]).includes(variant))
         throw new Error(`setting variants contains "${variant}": allowed are ${PFC_VARIANTS.join(", ")}.`);
-      for (const rate of rates) out.push({ label: `${variant}-r${rate}`, variant: variant as PfcVariant, rate, seed });
+      const v = variant as PfcVariant;
+      for (const rate of rates) out.push({ label: `${variant}-r${rate}`, variant: v, rate, filter: 0, seed });
+      for (const rate of filter > 0 ? filterRates : [])
+        out.push({ label: `${variant}-r${rate}-filter${filter}`, variant: v, rate, filter, seed });
     }
     return out;
   },

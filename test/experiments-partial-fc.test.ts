@@ -27,8 +27,17 @@ test("smoke preset, untracked: finite metrics per configuration, cost shrinking 
     assert.is(m.logits_bytes, Number(partialFc.presets.smoke.batchSize) * m.active_classes * 4);
   }
   const variants = [...new Set(results.map((r) => r.config.variant))];
+  const filterRates = partialFc.presets.smoke.filterRates as number[];
   for (const v of variants) {
-    const byRate = results.filter((r) => r.config.variant === v).sort((a, b) => b.config.rate - a.config.rate);
+    // every rate in filterRates runs twice, without and with the inter-class filter
+    for (const rate of filterRates) {
+      const pair = results.filter((r) => r.config.variant === v && r.config.rate === rate);
+      assert.equal(pair.map((r) => r.config.filter).sort(), [0, partialFc.presets.smoke.filter], `${v} r=${rate}`);
+      assert.is(pair[0].result.metrics.active_classes, pair[1].result.metrics.active_classes, "same sampling");
+    }
+    const byRate = results
+      .filter((r) => r.config.variant === v && r.config.filter === 0)
+      .sort((a, b) => b.config.rate - a.config.rate);
     assert.ok(byRate.length >= 2, `${v}: at least two rates`);
     assert.is(byRate[0].config.rate, 1);
     assert.is(byRate[0].result.metrics.active_classes, byRate[0].result.metrics.classes, "r = 1: every class");
@@ -45,8 +54,11 @@ test("smoke preset, untracked: finite metrics per configuration, cost shrinking 
     s.figures.map((f) => f.name),
     ["verification-vs-rate", "cost-vs-rate"],
   );
-  assert.is(s.figures[0].figure.data.length, variants.length);
+  assert.is(s.figures[0].figure.data.length, 2 * variants.length, "a line per variant, with and without the filter");
   assert.ok(s.notes.some((n) => n.startsWith("clean:")) && s.notes.some((n) => n.includes("active classes")));
+  assert.ok(s.notes.some((n) => n.startsWith("flip, inter-class filter 0.4:")));
+  // filter 0: no filtered runs
+  assert.ok(partialFc.grid(resolveSettings(partialFc, "smoke", { filter: 0 })).every((c) => c.filter === 0));
 });
 
 test("bad settings are errors naming the setting", () => {
@@ -56,6 +68,8 @@ test("bad settings are errors naming the setting", () => {
     [{ variants: ["clean", "noisy"] }, /variants contains "noisy": allowed are clean, flip, split/],
     [{ flip: 1 }, /flip = 1/],
     [{ split: 0 }, /split = 0/],
+    [{ filter: 1 }, /filter = 1/],
+    [{ filterRates: [0.1, 2] }, /filterRates contains 2/],
   ];
   for (const [set, re] of bad) {
     const settings = resolveSettings(partialFc, "smoke", set);

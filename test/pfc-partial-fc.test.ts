@@ -272,6 +272,71 @@ test("stochastic exclusive term inside the step: value and gradient of exclusive
   withEx.head.dispose();
 });
 
+test("inter-class filter: fused = generic = the loss with non-target cosines above t set to 0, which pass no gradient", () => {
+  const { x, y } = batch(8);
+  const t = 0.3;
+  const s0 = 16;
+  const m0 = 0.35;
+  const make = () => new CosFace({ numClasses: C, embeddingDim: D, seed: 5, s: s0, m: m0 });
+  const run = (fused: boolean, filter: number) => {
+    const pfc = new PartialFC({ head: make(), sampleRate: 1, fused, lossCap: false, interclassFilter: filter });
+    const g = pfc.gradients(x, y);
+    return { pfc, g };
+  };
+  const a = run(true, t);
+  const b = run(false, t);
+  close([a.g.loss], [b.g.loss], 1e-5, 1e-6, "loss fused vs generic");
+  close(a.g.weightGrad, b.g.weightGrad, 1e-3, 1e-6, "dW fused vs generic");
+  close(a.g.embeddingGrad.dataSync(), b.g.embeddingGrad.dataSync(), 1e-3, 1e-6, "dx fused vs generic");
+  // host reference of the value, and which rows can have a gradient
+  const w = a.pfc.weightValues();
+  const xs = x.arraySync();
+  const unit = (v: ArrayLike<number>) => {
+    const n = Math.hypot(...Array.from(v));
+    return Array.from(v, (e) => e / n);
+  };
+  let loss = 0;
+  let filtered = 0;
+  const touched = new Set<number>(LABELS);
+  xs.forEach((row, i) => {
+    const xi = unit(row);
+    const logits = Array.from({ length: C }, (_, j) => {
+      const wj = unit(w.subarray(j * D, j * D + D));
+      const c = xi.reduce((acc, e, k) => acc + e * wj[k], 0);
+      if (j === LABELS[i]) return s0 * (c - m0);
+      if (c > t) {
+        filtered++;
+        return 0;
+      }
+      touched.add(j);
+      return s0 * c;
+    });
+    const mx = Math.max(...logits);
+    loss += mx + Math.log(logits.reduce((acc, z) => acc + Math.exp(z - mx), 0)) - logits[LABELS[i]];
+  });
+  assert.ok(filtered > 5, `the threshold filters some entries (${filtered})`);
+  close([a.g.loss], [loss / B], 1e-5, 1e-6, "loss vs host reference");
+  for (let j = 0; j < C; j++) {
+    if (touched.has(j)) continue;
+    const row = a.g.weightGrad.subarray(j * D, j * D + D);
+    assert.ok(
+      row.every((v) => v === 0),
+      `class ${j}: filtered for every sample, no gradient`,
+    );
+  }
+  // off, and a threshold no cosine exceeds, give the unfiltered step
+  const off = run(true, 0);
+  const high = run(true, 0.9999);
+  assert.ok(Math.abs(off.g.loss - a.g.loss) > 1e-3, "the filter changes the loss");
+  close([high.g.loss], [off.g.loss], 1e-6, 1e-7, "t near 1 = off");
+  assert.throws(() => run(true, 1), /interclassFilter = 1 is invalid/);
+  for (const r of [a, b, off, high]) {
+    r.g.embeddingGrad.dispose();
+    r.pfc.head.dispose();
+  }
+  tf.dispose([x, y]);
+});
+
 test("bad configuration names the field, the value and what is allowed", () => {
   const head = HEADS[2][1]();
   const mk = (o: object) => () => new PartialFC({ head, sampleRate: 0.5, ...o });

@@ -73,6 +73,14 @@ export class FusedHeadStep {
     this.buffer = tf.variable(tf.zerosLike(head.weight), false);
   }
 
+  get numClasses(): number {
+    return this.head.numClasses;
+  }
+
+  get embeddingDim(): number {
+    return this.head.embeddingDim;
+  }
+
   /** Optimizer steps taken. */
   get steps(): number {
     return this.stepCount;

@@ -71,6 +71,11 @@ export interface PartialFCOptions {
   exclusiveWeight?: number;
   /** "auto" (default): the fused path when the head's non-target logits are s cos; false: generic autodiff. */
   fused?: "auto" | boolean;
+  /**
+   * InsightFace's inter-class filter (`interclass_filtering_threshold`, CVPR 2022), in [0, 1): non-target
+   * cosines above it count as 0 and pass no gradient; 0 (default) = off. The paper uses 0.4 with r = 0.1-0.3.
+   */
+  interclassFilter?: number;
 }
 
 const KNOWN = [
@@ -84,6 +89,7 @@ const KNOWN = [
   "optimizer",
   "exclusiveWeight",
   "fused",
+  "interclassFilter",
 ] as const;
 
 export interface PartialFCGradients {
@@ -133,6 +139,8 @@ export class PartialFC {
   }
   /** The head's scale when the fused path is used, else null. */
   readonly fusedScale: number | null;
+  /** Non-target cosines above this count as 0 (InsightFace's inter-class filter); 0 = off. */
+  readonly interclassFilter: number;
   learningRate: number;
   /** Optimizer steps taken. */
   get steps(): number {
@@ -188,6 +196,7 @@ export class PartialFC {
     this.semantics = requireOneOf(OWNER, "optimizer.semantics", o.semantics ?? "dense", ["dense", "frozen"]);
     this.lossCap = requireBoolean(OWNER, "lossCap", options.lossCap ?? true);
     this.exclusiveWeight = requireNumber(OWNER, "exclusiveWeight", options.exclusiveWeight ?? 0, 0, Infinity);
+    this.interclassFilter = requireNumber(OWNER, "interclassFilter", options.interclassFilter ?? 0, 0, 1, false, true);
     const fused = options.fused ?? "auto";
     if (fused !== "auto" && typeof fused !== "boolean") fail(OWNER, "fused", fused, 'must be "auto", true or false');
 
@@ -375,7 +384,16 @@ export class PartialFC {
       let grad: RawGrad;
       let dXHat: Tensor2D | null;
       if (this.fusedScale !== null) {
-        const r = fusedMarginSoftmax(this.head, this.fusedScale, xHat, wa, set.remapped, invNorms!, wantEmbeddingGrad);
+        const r = fusedMarginSoftmax(
+          this.head,
+          this.fusedScale,
+          xHat,
+          wa,
+          set.remapped,
+          invNorms!,
+          wantEmbeddingGrad,
+          this.interclassFilter,
+        );
         loss = meanLoss(r.lossRows, this.lossCap);
         grad = { a: r.a, projected: false, extraRows: new Int32Array(0), extraVals: new Float32Array(0) };
         dXHat = r.dXHat;
@@ -416,8 +434,16 @@ export class PartialFC {
     const [value, dW, dX] = tf.tidy(() => {
       const y = tf.tensor1d(labels, "int32");
       const onehot = tf.oneHot(y, k);
+      // the inter-class filter as a constant 0/1 mask (targets kept), built outside the tape: filtered
+      // entries pass no gradient
+      const t = this.interclassFilter;
+      const mask =
+        t > 0
+          ? tf.maximum(tf.cast(tf.lessEqual(tf.matMul(xHat, normalizeRows(wa), false, true), t), "float32"), onehot)
+          : null;
       const f = (w: Tensor2D, x: Tensor2D) => {
-        const cos = tf.clipByValue(tf.matMul(x, normalizeRows(w), false, true), -1, 1) as Tensor2D;
+        const raw = tf.clipByValue(tf.matMul(x, normalizeRows(w), false, true), -1, 1) as Tensor2D;
+        const cos = mask ? (tf.mul(raw, mask) as Tensor2D) : raw;
         const logits = this.head.logitsFromCosine(cos, y);
         const rows = tf.sub(tf.logSumExp(logits, 1), tf.sum(tf.mul(logits, onehot), 1)) as Tensor1D;
         return tf.mean(cap ? capRows(rows) : rows) as Scalar;

@@ -9,11 +9,13 @@
  * the backbone's gradient tape on a fresh copy of the embeddings, so its own autodiff has no path to the
  * backbone's variables and g enters sum(emb * g) as a constant.
  * The head's learning rate follows the backbone's schedule: pfc.learningRate * (lr_t / optimizer.lr).
+ * `pfc` may also be a FusedHeadStep (every class, W in TensorFlow): the fast full-softmax head step.
  */
 import type { Backbone } from "../backbones/backbone";
 import { tf } from "../backend";
 import { checkInt, checkNumber, configError, type Dataset } from "../data/dataset";
 import { BatchStream, type PipelineOptions } from "../data/pipeline";
+import { FusedHeadStep } from "../losses/fused-step";
 import type { Scalar, Tensor1D, Tensor2D } from "../losses/head";
 import { PartialFC } from "../losses/partial-fc";
 import { Optimizer, type OptimizerConfig, validateOptimizer } from "./optimizers";
@@ -41,7 +43,8 @@ export interface PartialFCStepMetrics {
 
 export interface PartialFCTrainConfig {
   backbone: Backbone;
-  pfc: PartialFC;
+  /** A PartialFC, or a FusedHeadStep for the full softmax (both update the class centres themselves). */
+  pfc: PartialFC | FusedHeadStep;
   data: Dataset;
   /** Batch size, augmentation, normalisation, prefetch (the seed comes from `seed`). */
   pipeline: Omit<PipelineOptions, "seed">;
@@ -59,7 +62,8 @@ function validate(c: PartialFCTrainConfig): void {
   if (!c || typeof c !== "object") throw configError("partial-fc train config", c, "expected an object");
   if (!c.backbone || typeof c.backbone.apply !== "function")
     throw configError("backbone", c.backbone, "expected a Backbone (createBackbone(...))");
-  if (!(c.pfc instanceof PartialFC)) throw configError("pfc", typeof c.pfc, "expected a PartialFC");
+  if (!(c.pfc instanceof PartialFC || c.pfc instanceof FusedHeadStep))
+    throw configError("pfc", typeof c.pfc, "expected a PartialFC or a FusedHeadStep");
   if (!c.data || typeof c.data.get !== "function") throw configError("data", c.data, "expected a Dataset");
   checkInt("steps", c.steps, 1);
   validateOptimizer(c.optimizer);
@@ -111,10 +115,12 @@ export async function trainPartialFC(config: PartialFCTrainConfig): Promise<{ hi
           // a fresh tensor: the head's autodiff must not reach the backbone through the shared tape
           const detached = tf.tensor2d(emb.dataSync() as Float32Array, emb.shape) as Tensor2D;
           const h0 = performance.now();
-          const r = pfc.step(detached, labels, { embeddingGrad: true });
+          const r: { loss: number; embeddingGrad?: Tensor2D; activeClasses?: number } = pfc.step(detached, labels, {
+            embeddingGrad: true,
+          });
           headMs = performance.now() - h0;
           loss = r.loss;
-          activeClasses = r.activeClasses;
+          activeClasses = r.activeClasses ?? pfc.numClasses; // FusedHeadStep: every class
           return tf.sum(tf.mul(emb, r.embeddingGrad!)) as Scalar;
         }, trainable);
         value.dispose();
