@@ -20,7 +20,7 @@ import type { Scalar, Tensor1D, Tensor2D } from "../losses/head";
 import { PartialFC } from "../losses/partial-fc";
 import { Optimizer, type OptimizerConfig, validateOptimizer } from "./optimizers";
 import { learningRate, type Schedule, validateSchedule } from "./schedules";
-import { TrainingError } from "./trainer";
+import { checkHeadFits, TrainingError } from "./trainer";
 
 type Tensor = import("@tensorflow/tfjs-node").Tensor;
 type Tensor4D = import("@tensorflow/tfjs-node").Tensor4D;
@@ -69,18 +69,7 @@ function validate(c: PartialFCTrainConfig): void {
   validateOptimizer(c.optimizer);
   if (c.clipGradNorm !== undefined) checkNumber("clipGradNorm", c.clipGradNorm, 1e-12, 1e12);
   checkInt("seed", c.seed ?? 0, 0, 2 ** 32 - 1);
-  if (c.pfc.embeddingDim !== c.backbone.embeddingDim)
-    throw configError(
-      "pfc.embeddingDim",
-      c.pfc.embeddingDim,
-      `must equal the backbone's embeddingDim (${c.backbone.embeddingDim})`,
-    );
-  if (c.pfc.numClasses < c.data.numClasses)
-    throw configError(
-      "pfc.numClasses",
-      c.pfc.numClasses,
-      `must be at least the data's number of classes (${c.data.numClasses})`,
-    );
+  checkHeadFits("pfc", c.pfc, c.backbone, c.data);
   validateSchedule(c.schedule, c.steps);
 }
 

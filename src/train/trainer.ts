@@ -149,18 +149,7 @@ export function validateTrainConfig(c: TrainConfig): { totalSteps: number } {
       `the backbone expects inputs of [${h}, ${w}, ${ch}] (set pipeline.size, or the data's channels)`,
     );
   }
-  if (c.head.embeddingDim !== c.backbone.embeddingDim)
-    throw configError(
-      "head.embeddingDim",
-      c.head.embeddingDim,
-      `must equal the backbone's embeddingDim (${c.backbone.embeddingDim})`,
-    );
-  if (c.head.numClasses < c.data.numClasses)
-    throw configError(
-      "head.numClasses",
-      c.head.numClasses,
-      `must be at least the data's number of classes (${c.data.numClasses})`,
-    );
+  checkHeadFits("head", c.head, c.backbone, c.data);
   const perEpoch =
     (c.pipeline.dropLast ?? true)
       ? Math.floor(c.data.size / c.pipeline.batchSize)
@@ -168,6 +157,27 @@ export function validateTrainConfig(c: TrainConfig): { totalSteps: number } {
   const totalSteps = c.steps ?? c.epochs! * perEpoch;
   validateSchedule(c.schedule, totalSteps);
   return { totalSteps };
+}
+
+/** The head side (a Head, PartialFC, ...) must take the backbone's embeddings and hold every class of the data. */
+export function checkHeadFits(
+  field: string,
+  head: { embeddingDim: number; numClasses: number },
+  backbone: Backbone,
+  data: Dataset,
+): void {
+  if (head.embeddingDim !== backbone.embeddingDim)
+    throw configError(
+      `${field}.embeddingDim`,
+      head.embeddingDim,
+      `must equal the backbone's embeddingDim (${backbone.embeddingDim})`,
+    );
+  if (head.numClasses < data.numClasses)
+    throw configError(
+      `${field}.numClasses`,
+      head.numClasses,
+      `must be at least the data's number of classes (${data.numClasses})`,
+    );
 }
 
 function headVariables(head: Head): Variable[] {
