@@ -8,6 +8,7 @@ import { type Progress, runAblation, textTable } from "../../experiments/runner"
 import { checkPreset, parseAssignments, resolveSettings } from "../../experiments/settings";
 import { PRESETS, type SettingValue } from "../../experiments/types";
 import { closeFigureRenderer } from "../plots/html";
+import { trackingConfigFromEnv } from "../tracking/config";
 
 export const summary = "run an ablation: marginlab ablate <name> [--preset smoke|full] [--set key=value ...]";
 
@@ -119,8 +120,12 @@ export async function run(args: string[]): Promise<number> {
       `\n${result.name} (${result.preset}): ${result.results.length} configurations in ${result.wallSeconds.toFixed(1)} s`,
     );
     for (const w of result.warnings) console.error(`note: ${w}`);
-    if (result.url) console.log(`MLflow run: ${result.url}`);
-    else if (parsed.track)
+    if (result.url) {
+      console.log(`MLflow run: ${result.url}`);
+      // the embedded server outlives this command so that the link works; say how to stop it
+      if (!trackingConfigFromEnv().trackingUri)
+        console.log("(the project's MLflow server keeps running for the UI: `npx marginlab ui --stop` stops it)");
+    } else if (parsed.track)
       console.log(`MLflow: not reached; ${result.pending} items wait in the journal (\`marginlab sync\` sends them)`);
     if (result.pending > 0 && result.url)
       console.log(`(${result.pending} items still wait in the journal: \`marginlab sync\`)`);
