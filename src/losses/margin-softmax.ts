@@ -39,10 +39,14 @@ export function targetIndices(labels: Tensor1D): Tensor2D {
   });
 }
 
-function applyTarget(x: Tensor2D, idx: Tensor2D, target: TargetTransform | null, clipTarget: boolean) {
+/** X with the B target entries replaced by T(clip(x_iy)); the target indices and T's slope (null: identity). */
+function withTarget(x: Tensor2D, labels: Tensor1D, target: TargetTransform | null, clipTarget: boolean) {
+  const idx = targetIndices(labels);
   const raw = tf.gatherND(x, idx) as Tensor1D;
   const c = clipTarget ? (tf.clipByValue(raw, -1, 1) as Tensor1D) : raw;
-  return target ? target(c) : { value: c, slope: null };
+  const { value, slope } = target ? target(c) : { value: c, slope: null };
+  const modified = target || clipTarget ? (tf.tensorScatterUpdate(x, idx, value) as Tensor2D) : x;
+  return { idx, slope, modified };
 }
 
 /** Row scale as something that broadcasts against [B, C], and as a [B] / scalar for per-row terms. */
@@ -111,9 +115,7 @@ export function marginSoftmaxCrossEntropy(
     const xIn = args[0] as Tensor2D;
     const sIn = scaleIsTensor ? (args[1] as Tensor) : (scale as number);
     const save = args[args.length - 1] as GradSaveFunc;
-    const idx = targetIndices(labels);
-    const { value: t, slope } = applyTarget(xIn, idx, target, clipTarget);
-    const modified = target || clipTarget ? (tf.tensorScatterUpdate(xIn, idx, t) as Tensor2D) : xIn;
+    const { idx, slope, modified } = withTarget(xIn, labels, target, clipTarget);
     const { col } = scaleShapes(sIn, b);
     const z = col === 1 ? modified : (tf.mul(modified, col) as Tensor2D);
     const [rows, backprop] = softmaxCrossEntropyRows(z, labels);
@@ -251,9 +253,7 @@ export function marginLogits(
     const xIn = args[0] as Tensor2D;
     const sIn = scaleIsTensor ? (args[1] as Tensor) : (scale as number);
     const save = args[args.length - 1] as GradSaveFunc;
-    const idx = targetIndices(labels);
-    const { value: t, slope } = applyTarget(xIn, idx, target, clipTarget);
-    const modified = target || clipTarget ? (tf.tensorScatterUpdate(xIn, idx, t) as Tensor2D) : xIn;
+    const { idx, slope, modified } = withTarget(xIn, labels, target, clipTarget);
     const { col } = scaleShapes(sIn, b);
     const value = tf.mul(modified, col) as Tensor2D;
     const toSave: Tensor[] = [idx, slope ?? tf.ones([b])];

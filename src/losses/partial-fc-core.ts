@@ -15,6 +15,7 @@
 import { tf } from "../backend";
 import { clipStraightThrough } from "./exclusive";
 import type { CosineHead, Tensor1D, Tensor2D } from "./head";
+import { softmaxCrossEntropyRows } from "./margin-softmax";
 
 type Tensor = import("@tensorflow/tfjs-node").Tensor;
 
@@ -23,25 +24,8 @@ export const LOSS_CAP = -Math.log(1e-30);
 
 const EPS2 = 1e-24;
 
-/**
- * TensorFlow's fused sparse softmax cross-entropy: per-row losses [B] and dLoss_i/dlogits = p - onehot
- * [B, C] from one native kernel (tfjs has no binding for it; the native backend runs any TF op by name).
- */
-export function sparseSoftmaxCrossEntropy(logits: Tensor2D, labels: Tensor1D): [Tensor1D, Tensor2D] {
-  // biome-ignore lint/suspicious/noExplicitAny: the native backend's op runner is not in tfjs' public types.
-  const backend = tf.backend() as any;
-  const b = backend.binding;
-  const out = backend.executeMultipleOutputs(
-    "SparseSoftmaxCrossEntropyWithLogits",
-    [
-      { name: "T", type: b.TF_ATTR_TYPE, value: b.TF_FLOAT },
-      { name: "Tlabels", type: b.TF_ATTR_TYPE, value: b.TF_INT32 },
-    ],
-    [logits, labels],
-    2,
-  ) as Tensor[];
-  return [out[0] as Tensor1D, out[1] as Tensor2D];
-}
+/** TensorFlow's fused sparse softmax cross-entropy: per-row losses [B] and p - onehot [B, C] (margin-softmax.ts). */
+export const sparseSoftmaxCrossEntropy = softmaxCrossEntropyRows;
 
 /** Mean of the per-row losses, each capped at LOSS_CAP when `cap` (reporting only; gradients are uncapped). */
 export function meanLoss(rows: ArrayLike<number>, cap: boolean): number {
