@@ -133,12 +133,15 @@ export {
   progressBar,
   trackerCallback,
 } from "./train/callbacks";
-export { type CheckpointState, latestCheckpoint, readCheckpointState } from "./train/checkpoint";
+export { AutodiffHeadStep, type AutodiffHeadStepOptions } from "./train/autodiff-step";
+export { CheckpointError, type CheckpointState, readCheckpoint, resolveCheckpoint } from "./train/checkpoint";
+export type { HeadStep, HeadStepKind, HeadStepResult, HeadStepState, PreparedHeadStep } from "./train/head-step";
 export { OPTIMIZERS, type OptimizerConfig } from "./train/optimizers";
 export { type PartialFCStepMetrics, type PartialFCTrainConfig, trainPartialFC } from "./train/partial-fc-trainer";
 export { learningRate, SCHEDULES, type Schedule } from "./train/schedules";
 export {
   checkpointEvery,
+  type HeadStepChoice,
   type Regularizer,
   type StepMetrics,
   type TrainCallback,
@@ -146,6 +149,7 @@ export {
   type TrainContext,
   TrainingError,
   type TrainResult,
+  type TrainWarning,
   train,
 } from "./train/trainer";
 

@@ -118,6 +118,9 @@ test("metricsRecord drops non-finite values; durations format", () => {
     regularizers: { x: Number.NaN },
     lr: 0.1,
     gradNorm: 2,
+    activeClasses: 4,
+    stepMs: 1,
+    headMs: 0.5,
     imagesPerSecond: 3,
     elapsedSeconds: 1,
   });

@@ -11,6 +11,8 @@
  */
 import type { Tensor1D, Tensor2D } from "../losses/head";
 
+type Tensor = import("@tensorflow/tfjs-node").Tensor;
+
 export type HeadStepKind = "autodiff" | "fused" | "partial-fc";
 
 export interface HeadStepResult {
@@ -22,6 +24,22 @@ export interface HeadStepResult {
   activeClasses: number;
   /** Named scalar terms worth logging (e.g. the regularizers' values); optional. */
   terms?: Record<string, number>;
+  /** The loss without the terms' weighted contributions, where the step tells them apart; default `loss`. */
+  headLoss?: number;
+}
+
+/**
+ * A step whose update is computed but not yet applied (the autodiff step offers it through `prepare`):
+ * the loop can then clip head and backbone gradients together (clipScope "all") and drop the update of a
+ * non-finite step, so that a NaN never reaches the head's weights.
+ */
+export interface PreparedHeadStep extends HeadStepResult {
+  /** The head's pending gradients (owned by the step; read them, e.g. for a global norm, do not dispose). */
+  readonly pendingGrads: readonly Tensor[];
+  /** Applies the pending update with the gradient multiplied by `scale` (1 = unclipped) and frees it. */
+  apply(scale: number): void;
+  /** Frees the pending update without applying it. */
+  discard(): void;
 }
 
 /** One array of a step's saved state; `data` is copied, never aliased. */
@@ -49,6 +67,8 @@ export interface HeadStep {
    * embeddingGrad.
    */
   step(embeddings: Tensor2D, labels: Tensor1D, step: number): HeadStepResult;
+  /** Optional: like `step`, but leaves the update pending (see PreparedHeadStep). The loop prefers it. */
+  prepare?(embeddings: Tensor2D, labels: Tensor1D, step: number): PreparedHeadStep;
   /** A copy of the complete state (parameters, optimizer buffers, sampling state). */
   saveState(): HeadStepState;
   /** Restores a state saved by saveState of a step with the same configuration; throws naming what differs. */

@@ -1,14 +1,20 @@
 /**
- * The training loop: backbone -> head (+ weighted regularizers of the head's weight) -> loss, one
- * optimizer step per batch, callbacks for progress, tracking and checkpoints.
+ * The training loop: data -> backbone -> head step -> one optimizer step per batch, with callbacks for
+ * progress, tracking and checkpoints. The head side is a HeadStep (./head-step): the autodiff step of any
+ * head with regularizers (./autodiff-step), the fused full-softmax step of a cosine head, or Partial FC.
  *
- * - Steps or epochs; SGD (momentum) or AdamW; weight decay per group; schedules with warm-up;
- *   gradient clipping by global norm (backbone only by default, as InsightFace's clip_grad_norm_).
- * - Reproducible: the seed fixes data order and augmentation (pipeline.ts); backbone and head are
- *   initialised by their own seeds. A checkpoint holds backbone, head, optimizer state, step, RNG and
- *   data position, so `resume` continues exactly where the run stopped.
- * - A non-finite loss or gradient norm stops training before that update is applied, with a
- *   TrainingError naming the step; checkpoints already written are left as they are.
+ * Per batch: the backbone runs forward inside its gradient tape; the head step runs with that tape paused
+ * (so its own autodiff and updates cannot reach the backbone, and nothing of it is kept for the backward
+ * pass), returns dLoss/d(embeddings) g, and the backbone is differentiated through sum(emb * g).
+ *
+ * - Steps or epochs; SGD (momentum) or AdamW; weight decay per group; schedules with warm-up (the head's
+ *   learning rate follows the backbone's schedule); gradient clipping by global norm (backbone only by
+ *   default, as InsightFace's clip_grad_norm_).
+ * - Reproducible: the seed fixes data order and augmentation (pipeline.ts). A checkpoint holds backbone,
+ *   backbone optimizer, the head step's whole state, step, RNG and data position, so `resume` continues
+ *   exactly where the run stopped, for every kind of head step.
+ * - A non-finite loss or gradient norm stops training before the backbone's update (and, for steps that
+ *   can defer theirs, the head's) with a TrainingError naming the step; checkpoints are left as they are.
  */
 
 import type { Backbone } from "../backbones/backbone";
@@ -16,10 +22,14 @@ import { tf } from "../backend";
 import { checkInt, checkNumber, configError, type Dataset } from "../data/dataset";
 import { BatchStream, type DataPosition, type PipelineOptions, validatePipeline } from "../data/pipeline";
 import { Rng } from "../data/rng";
-import type { Head, Scalar, Tensor1D, Tensor2D, Variable } from "../losses/head";
-import { latestCheckpoint, restoreCheckpoint, saveCheckpoint, type VariableGroups } from "./checkpoint";
+import type { Head, Scalar, Tensor1D, Tensor2D } from "../losses/head";
+import { AutodiffHeadStep, type Regularizer } from "./autodiff-step";
+import { CheckpointError, type CheckpointTensor, resolveCheckpoint, saveCheckpoint } from "./checkpoint";
+import type { HeadStep, HeadStepResult, PreparedHeadStep, StateArray } from "./head-step";
 import { Optimizer, type OptimizerConfig, validateOptimizer } from "./optimizers";
 import { learningRate, type Schedule, validateSchedule } from "./schedules";
+
+export type { Regularizer } from "./autodiff-step";
 
 type Tensor = import("@tensorflow/tfjs-node").Tensor;
 type Tensor4D = import("@tensorflow/tfjs-node").Tensor4D;
@@ -35,38 +45,50 @@ export class TrainingError extends Error {
   }
 }
 
-/** A regularizer: a scalar function of the head's weight W [C, D], added to the loss times `weight`. */
-export interface Regularizer {
-  name: string;
-  weight: number;
-  fn: (w: Tensor2D, context: { labels: Tensor1D; step: number }) => Scalar;
-}
-
 export interface StepMetrics {
   /** Completed optimizer steps (1 after the first). */
   step: number;
   totalSteps: number;
   epoch: number;
-  /** Total loss (head + weighted regularizers). */
+  /** Total loss (head + weighted regularizers or other terms of the step). */
   loss: number;
   headLoss: number;
-  /** Unweighted value of each regularizer. */
+  /** Unweighted value of each regularizer (the head step's named terms). */
   regularizers: Record<string, number>;
+  /** Backbone learning rate of this step (the head's follows it). */
   lr: number;
+  /** Global norm of the clipped gradients before clipping (the backbone's, or all with clipScope "all"). */
   gradNorm: number;
+  /** Classes the head step scored against (fewer than numClasses under Partial FC's sampling). */
+  activeClasses: number;
+  /** Wall time of this step and of the head step alone (ms). */
+  stepMs: number;
+  headMs: number;
   imagesPerSecond: number;
   elapsedSeconds: number;
 }
 
 export interface TrainContext {
   readonly backbone: Backbone;
-  readonly head: Head;
+  /** The head, when the config gave one (a HeadStep given alone may wrap its own). */
+  readonly head: Head | undefined;
+  readonly headStep: HeadStep;
   /** A seeded random stream saved in checkpoints (for callbacks or samplers that need randomness). */
   readonly rng: Rng;
   /** Writes a checkpoint of the current state to `dir` (atomically) and returns its folder. */
   save(dir: string, keep?: number): Promise<string>;
   /** Ends training after this step. */
   stop(): void;
+}
+
+/** Something the user should know that is not an error (reported through callbacks, never printed). */
+export interface TrainWarning {
+  code: "resumed-from-older-checkpoint";
+  message: string;
+  /** The checkpoint training resumed from. */
+  path: string;
+  /** Newer checkpoints or pointers passed over, with what is wrong with each. */
+  skipped: { path: string; problem: string }[];
 }
 
 export interface TrainCallback {
@@ -76,12 +98,24 @@ export interface TrainCallback {
   ): void | Promise<void>;
   onStep?(m: StepMetrics, ctx: TrainContext): void | Promise<void>;
   onCheckpoint?(info: { step: number; path: string }): void | Promise<void>;
+  onWarning?(warning: TrainWarning, ctx: TrainContext): void | Promise<void>;
   onEnd?(result: TrainResult, ctx: TrainContext): void | Promise<void>;
 }
 
+/** Which head step trains the head: chosen by train() ("auto", "autodiff", "fused") or given. */
+export type HeadStepChoice = "auto" | "autodiff" | "fused" | HeadStep;
+
 export interface TrainConfig {
   backbone: Backbone;
-  head: Head;
+  /** The loss head; required unless `headStep` is a HeadStep (e.g. a PartialFC, which wraps its head). */
+  head?: Head;
+  /**
+   * "auto" (default): the fused full-softmax step for a cosine head it supports (SGD without Nesterov, no
+   * regularizers, no clipScope "all"), else "autodiff". "fused" insists (an error where it cannot);
+   * "autodiff": head.loss through tf autodiff. A HeadStep object (PartialFC, FusedHeadStep) is used as
+   * given: its own learning rate is the base its schedule follows.
+   */
+  headStep?: HeadStepChoice;
   data: Dataset;
   /** Batch size, augmentation, input size, prefetch (the seed comes from `seed`). */
   pipeline: Omit<PipelineOptions, "seed">;
@@ -92,12 +126,17 @@ export interface TrainConfig {
   schedule?: Schedule;
   /** Clip the global gradient norm to this value (InsightFace: 5). */
   clipGradNorm?: number;
-  /** Which gradients the clipping covers. Default "backbone" (InsightFace). */
+  /** Which gradients the clipping covers. Default "backbone" (InsightFace); "all" needs the autodiff step. */
   clipScope?: "backbone" | "all";
+  /** Terms of the head's weight added to its loss (autodiff step only). */
   regularizers?: Regularizer[];
   callbacks?: TrainCallback[];
   seed?: number;
-  /** Resume from this checkpoint folder (or a folder of checkpoints: its newest); nothing there = fresh start. */
+  /**
+   * Resume from a checkpoint folder, from a folder of checkpoints (the one its `latest` names), or from
+   * "<dir>/latest" (the newest good checkpoint there, passing over damaged newer ones with an onWarning).
+   * Anything missing or damaged is a CheckpointError naming the path: never a fresh start.
+   */
   resume?: string;
   /** Periodic checkpoints (the same as adding checkpointEvery(...) to callbacks). */
   checkpoint?: { dir: string; every: number; keep?: number };
@@ -109,13 +148,26 @@ export interface TrainResult {
   lastCheckpoint?: string;
   resumedFrom?: string;
   stopped: boolean;
+  /** Which kind of head step trained the head. */
+  headStep: HeadStep["kind"];
+}
+
+function isHeadStep(v: unknown): v is HeadStep {
+  return typeof v === "object" && v !== null && typeof (v as HeadStep).step === "function";
 }
 
 export function validateTrainConfig(c: TrainConfig): { totalSteps: number } {
   if (!c || typeof c !== "object") throw configError("train config", c, "expected an object");
   if (!c.backbone || typeof c.backbone.apply !== "function")
     throw configError("backbone", c.backbone, "expected a Backbone (createBackbone(...))");
-  if (!c.head || typeof c.head.loss !== "function")
+  const given = isHeadStep(c.headStep);
+  if (c.headStep !== undefined && !given && !["auto", "autodiff", "fused"].includes(c.headStep as string))
+    throw configError(
+      "headStep",
+      typeof c.headStep === "object" ? typeof c.headStep : c.headStep,
+      'allowed are "auto", "autodiff", "fused" or a HeadStep (e.g. a PartialFC)',
+    );
+  if ((!given || c.head !== undefined) && (!c.head || typeof c.head.loss !== "function"))
     throw configError("head", c.head, "expected a Head (e.g. new ArcFace(...))");
   if (!c.data || typeof c.data.get !== "function") throw configError("data", c.data, "expected a Dataset");
   if (!c.pipeline) throw configError("pipeline", c.pipeline, "expected { batchSize, ... }");
@@ -135,11 +187,25 @@ export function validateTrainConfig(c: TrainConfig): { totalSteps: number } {
       throw configError(`regularizers[${i}]`, r, "expected { name, weight, fn }");
     checkNumber(`regularizers[${i}].weight`, r.weight, 0, 1e9);
   }
+  if (given && (c.regularizers?.length ?? 0) > 0)
+    throw configError(
+      "regularizers",
+      c.regularizers!.map((r) => r.name),
+      "apply to the autodiff step only; a given head step computes its own terms (e.g. PartialFC's exclusiveWeight)",
+    );
+  if (given && c.clipScope === "all" && typeof (c.headStep as HeadStep).prepare !== "function")
+    throw configError(
+      "clipScope",
+      c.clipScope,
+      `"all" needs a head step that can defer its update (the autodiff step); this ${(c.headStep as HeadStep).kind} step updates itself`,
+    );
   if (c.checkpoint) {
     if (typeof c.checkpoint.dir !== "string" || c.checkpoint.dir === "")
       throw configError("checkpoint.dir", c.checkpoint.dir, "expected a folder path");
     checkInt("checkpoint.every", c.checkpoint.every, 1);
   }
+  if (c.resume !== undefined && (typeof c.resume !== "string" || c.resume === ""))
+    throw configError("resume", c.resume, "expected the path of a checkpoint, a folder of checkpoints or <dir>/latest");
   const [h, w, ch] = c.backbone.inputShape;
   const [ph, pw] = c.pipeline.size ?? [c.data.shape[0], c.data.shape[1]];
   if (ph !== h || pw !== w || c.data.shape[2] !== ch) {
@@ -149,7 +215,8 @@ export function validateTrainConfig(c: TrainConfig): { totalSteps: number } {
       `the backbone expects inputs of [${h}, ${w}, ${ch}] (set pipeline.size, or the data's channels)`,
     );
   }
-  checkHeadFits("head", c.head, c.backbone, c.data);
+  if (c.head) checkHeadFits("head", c.head, c.backbone, c.data);
+  if (given) checkHeadFits("headStep", c.headStep as HeadStep, c.backbone, c.data);
   const perEpoch =
     (c.pipeline.dropLast ?? true)
       ? Math.floor(c.data.size / c.pipeline.batchSize)
@@ -159,7 +226,7 @@ export function validateTrainConfig(c: TrainConfig): { totalSteps: number } {
   return { totalSteps };
 }
 
-/** The head side (a Head, PartialFC, ...) must take the backbone's embeddings and hold every class of the data. */
+/** The head side (a Head, a HeadStep) must take the backbone's embeddings and hold every class of the data. */
 export function checkHeadFits(
   field: string,
   head: { embeddingDim: number; numClasses: number },
@@ -180,69 +247,124 @@ export function checkHeadFits(
     );
 }
 
-function headVariables(head: Head): Variable[] {
-  const vars = head.trainableVariables();
-  return vars.includes(head.weight) ? vars : [head.weight, ...vars];
+/** Weight decay of the backbone and of the head, with the optimizer's defaults (SGD 5e-4, AdamW 0.01). */
+function weightDecays(o: OptimizerConfig): { backbone: number; head: number } {
+  const backbone = o.weightDecay ?? (o.type === "sgd" ? 5e-4 : 0.01);
+  return { backbone, head: o.headWeightDecay ?? backbone };
 }
 
-function globalNorm(grads: Tensor[]): Scalar {
-  return tf.tidy(() => tf.sqrt(tf.addN(grads.map((g) => tf.sum(tf.square(g))))) as Scalar);
+/** The head step the config asks for; `owned` when train() made it (and so disposes it). */
+function makeHeadStep(c: TrainConfig): { step: HeadStep; owned: boolean } {
+  if (isHeadStep(c.headStep)) return { step: c.headStep, owned: false };
+  const choice = c.headStep ?? "auto";
+  if (choice === "fused") throw configError("headStep", choice, 'is not available yet: use "autodiff"');
+  return {
+    step: new AutodiffHeadStep({
+      head: c.head!,
+      regularizers: c.regularizers,
+      optimizer: c.optimizer,
+      weightDecay: weightDecays(c.optimizer).head,
+    }),
+    owned: true,
+  };
+}
+
+/**
+ * Runs `fn` with tf's gradient tape paused: the head step's operations are neither recorded on the
+ * backbone's tape (no path from its autodiff or updates back into the backbone, no saved tensors held
+ * until the backbone's backward pass) nor in its way; its own nested autodiff starts a fresh tape.
+ * tfjs has no public stop-gradient, so this sets the engine's tape state (tfjs-core 4.x) and restores it.
+ */
+function untaped<T>(fn: () => T): T {
+  const state = (tf.engine() as unknown as { state: { activeTape: unknown; gradientDepth: number } }).state;
+  const { activeTape, gradientDepth } = state;
+  state.activeTape = null;
+  state.gradientDepth = 0;
+  try {
+    return fn();
+  } finally {
+    state.activeTape = activeTape;
+    state.gradientDepth = gradientDepth;
+  }
+}
+
+function stateArray(t: Tensor): StateArray {
+  const data = t.dataSync();
+  return t.dtype === "int32"
+    ? { dtype: "int32", shape: [...t.shape], data: Int32Array.from(data) }
+    : { dtype: "float32", shape: [...t.shape], data: Float32Array.from(data) };
 }
 
 /** Runs training; resolves with the per-step metrics. */
 export async function train(config: TrainConfig): Promise<TrainResult> {
   const { totalSteps } = validateTrainConfig(config);
-  const { backbone, head } = config;
+  const { backbone } = config;
   const seed = config.seed ?? 0;
-  const regs = config.regularizers ?? [];
   const callbacks = [...(config.callbacks ?? [])];
   if (config.checkpoint) callbacks.push(checkpointEvery(config.checkpoint));
 
   const bbTrainable = backbone.trainableVariables();
-  const hdTrainable = head.trainableVariables();
-  const trainable = [...bbTrainable, ...hdTrainable];
-  const wdBackbone = config.optimizer.weightDecay ?? (config.optimizer.type === "sgd" ? 5e-4 : 0.01);
-  const wdHead = config.optimizer.headWeightDecay ?? wdBackbone;
   const optimizer = new Optimizer(config.optimizer, [
-    { variables: bbTrainable, weightDecay: wdBackbone },
-    { variables: hdTrainable, weightDecay: wdHead },
+    { variables: bbTrainable, weightDecay: weightDecays(config.optimizer).backbone },
   ]);
+  const { step: headStep, owned } = makeHeadStep(config);
+  const headBaseLr = headStep.learningRate;
+  const baseLr = config.optimizer.lr;
+  // the head's lr follows the backbone's schedule (exactly lr when the head shares the backbone's base)
+  const headLr = (lr: number) => (headBaseLr === baseLr ? lr : baseLr > 0 ? (headBaseLr * lr) / baseLr : headBaseLr);
   const rng = new Rng(seed);
   let step = 0;
   let position: DataPosition = { epoch: 0, batch: 0 };
   let lastCheckpoint: string | undefined;
   let resumedFrom: string | undefined;
+  const warnings: TrainWarning[] = [];
 
-  const groups = (): VariableGroups => ({
-    backbone: backbone.variables().map(({ name, variable }) => ({ name, variable })),
-    head: headVariables(head).map((v, k) => ({ name: `head/${k}`, variable: v })),
-    optimizer: optimizer.stateVariables().map((v, k) => ({ name: `slot/${k}`, variable: v })),
-  });
+  const backboneArrays = (): Array<{ name: string; group: string; tensor: Tensor }> => [
+    ...backbone.variables().map(({ name, variable }) => ({ group: "backbone", name, tensor: variable as Tensor })),
+    ...optimizer.stateVariables().map((v, k) => ({ group: "optimizer", name: `slot/${k}`, tensor: v as Tensor })),
+  ];
 
   try {
-    if (config.resume) {
-      const ckpt = latestCheckpoint(config.resume);
-      if (ckpt) {
-        const s = restoreCheckpoint(ckpt, groups());
-        step = s.step;
-        optimizer.step = s.optimizerStep;
-        position = s.position;
-        rng.state = s.rngState;
-        resumedFrom = ckpt;
-        lastCheckpoint = ckpt;
-      }
+    if (config.resume !== undefined) {
+      const ckpt = resolveCheckpoint(config.resume);
+      restore(ckpt.path, ckpt.state, ckpt.tensors, backboneArrays(), headStep);
+      step = ckpt.state.step;
+      optimizer.step = ckpt.state.optimizerStep;
+      position = ckpt.state.position;
+      rng.state = ckpt.state.rngState;
+      resumedFrom = ckpt.path;
+      lastCheckpoint = ckpt.path;
+      if (ckpt.skipped.length > 0)
+        warnings.push({
+          code: "resumed-from-older-checkpoint",
+          message: `resumed from ${ckpt.path} (step ${ckpt.state.step}), passing over ${ckpt.skipped.map((s) => `${s.path}: ${s.problem}`).join("; ")}`,
+          path: ckpt.path,
+          skipped: ckpt.skipped,
+        });
     }
     const stream = new BatchStream(config.data, { ...config.pipeline, seed }, position);
     let stopped = false;
     const ctx: TrainContext = {
       backbone,
-      head,
+      head: config.head,
+      headStep,
       rng,
       async save(dir: string, keep?: number) {
-        const p = await saveCheckpoint(
+        const head = headStep.saveState();
+        const arrays: CheckpointTensor[] = [
+          ...backboneArrays().map(({ group, name, tensor }) => ({ group, name, ...stateArray(tensor) })),
+          ...Object.entries(head.arrays).map(([name, a]) => ({ group: "headStep", name, ...a })),
+        ];
+        const p = saveCheckpoint(
           dir,
-          { step, optimizerStep: optimizer.step, position: stream.nextPosition, rngState: rng.state },
-          groups(),
+          {
+            step,
+            optimizerStep: optimizer.step,
+            position: stream.nextPosition,
+            rngState: rng.state,
+            headStep: { kind: headStep.kind, meta: head.meta },
+          },
+          arrays,
           keep,
         );
         lastCheckpoint = p;
@@ -253,6 +375,7 @@ export async function train(config: TrainConfig): Promise<TrainResult> {
         stopped = true;
       },
     };
+    for (const w of warnings) for (const cb of callbacks) await cb.onWarning?.(w, ctx);
     for (const cb of callbacks)
       await cb.onStart?.(
         { startStep: step, totalSteps, batchesPerEpoch: stream.batchesPerEpoch, batchSize: config.pipeline.batchSize },
@@ -264,63 +387,63 @@ export async function train(config: TrainConfig): Promise<TrainResult> {
     const clipAll = config.clipScope === "all";
     while (step < totalSteps && !stopped) {
       const batch = await stream.next();
-      const lr = learningRate(config.schedule, config.optimizer.lr, step, totalSteps);
-      head.setStep?.(step);
-      const regValues: Scalar[] = [];
-      let headLossT: Scalar | undefined;
-      const { value, grads, norm } = tf.tidy(() => {
+      const s0 = performance.now();
+      const lr = learningRate(config.schedule, baseLr, step, totalSteps);
+      headStep.learningRate = headLr(lr);
+      let result: HeadStepResult | PreparedHeadStep | undefined;
+      let headMs = 0;
+      const { grads, norm } = tf.tidy(() => {
         const x = tf.tensor4d(batch.x, batch.shape) as Tensor4D;
         const labels = tf.tensor1d(batch.labels, "int32") as Tensor1D;
-        const { value, grads } = tf.variableGrads(() => {
-          const emb = backbone.apply(x, true);
-          const hl = head.loss(emb, labels);
-          headLossT = tf.keep(hl);
-          let total: Scalar = hl;
-          for (const r of regs) {
-            const rv = r.fn(head.weight as unknown as Tensor2D, { labels, step });
-            regValues.push(tf.keep(rv));
-            if (r.weight !== 0) total = tf.add(total, tf.mul(rv, r.weight));
-          }
-          return total;
-        }, trainable);
-        const list = trainable.map((v) => grads[v.name]);
-        const clipList = clipAll ? list : list.slice(0, bbTrainable.length);
-        const norm = globalNorm(clipList);
-        return { value, grads: list, norm };
+        const { grads } = tf.variableGrads(() => {
+          const emb = backbone.apply(x, true) as Tensor2D;
+          const h0 = performance.now();
+          result = untaped(() =>
+            headStep.prepare ? headStep.prepare(emb, labels, step) : headStep.step(emb, labels, step),
+          );
+          headMs = performance.now() - h0;
+          return tf.sum(tf.mul(emb, result.embeddingGrad)) as Scalar;
+        }, bbTrainable);
+        const list = bbTrainable.map((v) => grads[v.name]);
+        const r = result as HeadStepResult | PreparedHeadStep;
+        const clipped = clipAll && "pendingGrads" in r ? [...list, ...r.pendingGrads] : list;
+        return { grads: list, norm: tf.sqrt(tf.addN(clipped.map((g) => tf.sum(tf.square(g))))) as Scalar };
       });
-      const [lossV, normV] = [value.dataSync()[0], norm.dataSync()[0]];
-      const headLoss = headLossT ? headLossT.dataSync()[0] : lossV;
-      const regOut: Record<string, number> = {};
-      regs.forEach((r, k) => {
-        regOut[r.name] = regValues[k].dataSync()[0];
-      });
-      const disposeStep = () => {
-        tf.dispose([value, norm, ...grads, ...regValues]);
-        if (headLossT) headLossT.dispose();
-      };
+      const r = result!;
+      const prepared = "apply" in r ? r : undefined;
+      const normV = norm.dataSync()[0];
+      norm.dispose();
+      const lossV = r.loss;
+      const headLoss = r.headLoss ?? lossV;
+      const terms = r.terms ?? {};
       if (!Number.isFinite(lossV) || !Number.isFinite(normV)) {
-        disposeStep();
+        prepared?.discard();
+        tf.dispose(grads);
         const what = !Number.isFinite(lossV)
-          ? `loss is ${lossV} (head loss ${headLoss}${regs.length ? `, regularizers ${JSON.stringify(regOut)}` : ""})`
+          ? `loss is ${lossV} (head loss ${headLoss}${Object.keys(terms).length ? `, regularizers ${JSON.stringify(terms)}` : ""})`
           : `gradient norm is ${normV}`;
+        const applied = prepared
+          ? "the update was not applied"
+          : `the ${headStep.kind} head step had already updated its class centres, the backbone update was not applied`;
         throw new TrainingError(
-          `Training stopped at step ${step + 1} (epoch ${batch.epoch}, batch ${batch.batch}): the ${what}; the update was not applied. ` +
+          `Training stopped at step ${step + 1} (epoch ${batch.epoch}, batch ${batch.batch}): the ${what}; ${applied}. ` +
             `${lastCheckpoint ? `The last good checkpoint is ${lastCheckpoint}.` : "No checkpoint was written."} Lower the learning rate, add clipGradNorm, or check the head's settings.`,
           step + 1,
           lastCheckpoint,
         );
       }
+      let scale = 1;
       if (config.clipGradNorm !== undefined && normV > config.clipGradNorm) {
-        const scale = config.clipGradNorm / (normV + 1e-6);
-        const n = clipAll ? grads.length : bbTrainable.length;
-        for (let k = 0; k < n; k++) {
+        scale = config.clipGradNorm / (normV + 1e-6);
+        for (let k = 0; k < grads.length; k++) {
           const g = grads[k];
           grads[k] = tf.mul(g, scale);
           g.dispose();
         }
       }
       optimizer.apply(grads, lr);
-      disposeStep();
+      tf.dispose(grads);
+      prepared?.apply(clipAll ? scale : 1);
       step++;
       images += batch.shape[0];
       const elapsed = (performance.now() - t0) / 1000;
@@ -330,21 +453,77 @@ export async function train(config: TrainConfig): Promise<TrainResult> {
         epoch: batch.epoch,
         loss: lossV,
         headLoss,
-        regularizers: regOut,
+        regularizers: terms,
         lr,
         gradNorm: normV,
+        activeClasses: r.activeClasses,
+        stepMs: performance.now() - s0,
+        headMs,
         imagesPerSecond: elapsed > 0 ? images / elapsed : 0,
         elapsedSeconds: elapsed,
       };
       history.push(m);
       for (const cb of callbacks) await cb.onStep?.(m, ctx);
     }
-    const result: TrainResult = { steps: step, history, lastCheckpoint, resumedFrom, stopped };
+    const result: TrainResult = { steps: step, history, lastCheckpoint, resumedFrom, stopped, headStep: headStep.kind };
     for (const cb of callbacks) await cb.onEnd?.(result, ctx);
     result.lastCheckpoint = lastCheckpoint;
     return result;
   } finally {
+    headStep.learningRate = headBaseLr;
     optimizer.dispose();
+    if (owned) headStep.dispose();
+  }
+}
+
+/** Loads a verified checkpoint into the backbone, its optimizer and the head step; mismatches name the path. */
+function restore(
+  ckpt: string,
+  state: { headStep: { kind: string; meta: Record<string, unknown> } },
+  tensors: CheckpointTensor[],
+  targets: Array<{ name: string; group: string; tensor: Tensor }>,
+  headStep: HeadStep,
+): void {
+  if (state.headStep.kind !== headStep.kind)
+    throw new CheckpointError(
+      ckpt,
+      `was written by a ${state.headStep.kind} head step, this run trains with a ${headStep.kind} step (set headStep to match)`,
+    );
+  for (const group of ["backbone", "optimizer"]) {
+    const saved = tensors.filter((t) => t.group === group);
+    const mine = targets.filter((t) => t.group === group);
+    if (saved.length !== mine.length)
+      throw new CheckpointError(
+        ckpt,
+        `group "${group}" has ${saved.length} tensors, the model has ${mine.length} (a different backbone or optimizer?)`,
+      );
+    mine.forEach((t, k) => {
+      const e = saved[k];
+      if (e.shape.join(",") !== t.tensor.shape.join(",") || e.dtype !== t.tensor.dtype)
+        throw new CheckpointError(
+          ckpt,
+          `${group} tensor ${k} (${e.name}) is ${e.dtype}[${e.shape}], the model's ${t.name} is ${t.tensor.dtype}[${t.tensor.shape}]`,
+        );
+    });
+  }
+  const arrays: Record<string, StateArray> = {};
+  for (const t of tensors.filter((e) => e.group === "headStep"))
+    arrays[t.name] = { dtype: t.dtype, shape: t.shape, data: t.data };
+  try {
+    headStep.loadState({ arrays, meta: state.headStep.meta });
+  } catch (e) {
+    throw new CheckpointError(ckpt, `the head step's state does not fit: ${(e as Error).message}`);
+  }
+  for (const group of ["backbone", "optimizer"]) {
+    const saved = tensors.filter((t) => t.group === group);
+    targets
+      .filter((t) => t.group === group)
+      .forEach((t, k) => {
+        const e = saved[k];
+        tf.tidy(() =>
+          (t.tensor as import("@tensorflow/tfjs-node").Variable).assign(tf.tensor(e.data, e.shape, e.dtype)),
+        );
+      });
   }
 }
 
