@@ -11,13 +11,12 @@
  * in five [C, D] passes, written back into head.weight and the momentum buffer in place.
  */
 import { tf } from "../backend";
-import { normalizeRows } from "./exclusive";
 import type { CosineHead, Tensor1D, Tensor2D, Variable } from "./head";
 import { fusedForwardBackward, meanLoss, probeLinearScale } from "./partial-fc-core";
+import { NORM_EPS2, normalizeRows } from "./tensor-helpers";
 import { checkBatch, fail, rejectUnknown, requireBoolean, requireNumber } from "./validate";
 
 const OWNER = "FusedHeadStep";
-const EPS2 = 1e-24;
 
 export interface FusedHeadStepOptions {
   /** Default 0.1. */
@@ -108,8 +107,8 @@ export class FusedHeadStep {
     const [rows, a, n2, embGrad] = tf.tidy(() => {
       const xHat = normalizeRows(embeddings);
       const ss = tf.sum(tf.square(w), 1, true); // [C, 1]
-      const n2 = tf.div(tf.cast(tf.greaterEqual(ss, EPS2), "float32"), tf.maximum(ss, EPS2)); // 0 for zero rows
-      const n = tf.rsqrt(tf.maximum(tf.reshape(ss, [-1]), EPS2)) as Tensor1D;
+      const n2 = tf.div(tf.cast(tf.greaterEqual(ss, NORM_EPS2), "float32"), tf.maximum(ss, NORM_EPS2)); // 0 for zero rows
+      const n = tf.rsqrt(tf.maximum(tf.reshape(ss, [-1]), NORM_EPS2)) as Tensor1D;
       const y = labels.dtype === "int32" ? labels : (tf.cast(labels, "int32") as Tensor1D);
       const f = fusedForwardBackward(this.head, s, xHat, w as unknown as Tensor2D, y, n);
       // the targets' own slopes: H[i, y_i] += delta_i (one [B, C] scatter instead of a [C, D] pass)

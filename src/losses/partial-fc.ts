@@ -24,19 +24,16 @@
  */
 import { tf } from "../backend";
 
-/** tfjs types customGrad's argument as a variadic function; ours take fixed tensor arguments. */
-type CustomGradFn = Parameters<typeof tf.customGrad>[0];
-
-import { meanPairCosine, normalizeRows } from "./exclusive";
+import { meanPairCosine } from "./exclusive";
 import type { CosineHead, Tensor1D, Tensor2D } from "./head";
 import { fusedMarginSoftmax, LOSS_CAP, meanLoss, probeLinearScale } from "./partial-fc-core";
 import { type ActiveSet, seededUniform, selectActive, selectWithScores } from "./partial-fc-sampling";
+import { type CustomGradFn, NORM_EPS2, normalizeRows } from "./tensor-helpers";
 import { fail, rejectUnknown, requireBoolean, requireInteger, requireNumber, requireOneOf } from "./validate";
 
 type Scalar = import("@tensorflow/tfjs-node").Scalar;
 
 const OWNER = "PartialFC";
-const EPS2 = 1e-24;
 
 export type PartialFCSemantics = "dense" | "frozen";
 
@@ -358,7 +355,7 @@ export class PartialFC {
   /** 1 / max(|w_c|, 1e-12) for the given rows, from the kept squared norms, [K]. */
   private inverseNorms(index: Int32Array): Tensor1D {
     const out = new Float32Array(index.length);
-    for (let k = 0; k < index.length; k++) out[k] = 1 / Math.sqrt(Math.max(this.sq[index[k]], EPS2));
+    for (let k = 0; k < index.length; k++) out[k] = 1 / Math.sqrt(Math.max(this.sq[index[k]], NORM_EPS2));
     return tf.tensor1d(out);
   }
 
@@ -614,7 +611,7 @@ export class PartialFC {
 
 /** (w . a) / |w|^2 for one row (0 for rows with |w| < 1e-12, whose normalisation is linear). */
 function projectionCoef(w: Float32Array, wo: number, a: Float32Array, ao: number, d: number, ss: number): number {
-  if (ss < EPS2) return 0;
+  if (ss < NORM_EPS2) return 0;
   let dot = 0;
   for (let k = 0; k < d; k++) dot += w[wo + k] * a[ao + k];
   return dot / ss;
