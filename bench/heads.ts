@@ -49,13 +49,13 @@ function worker(caseName: string, p: Params): void {
   if (caseName === "fused") {
     const fused = new FusedHeadStep(head, { learningRate: 0.1, momentum: 0.9, weightDecay: 0 });
     step = () => {
-      fused.step(x, y);
+      fused.update(x, y);
     };
   } else if (caseName === "pfc") {
     const pfc = new PartialFC({ head, sampleRate: 1, optimizer: { learningRate: 0.1, momentum: 0.9, weightDecay: 0 } });
     head.weight.dispose(); // PartialFC keeps its own copy of W on the host
     step = () => {
-      pfc.step(x, y);
+      pfc.update(x, y);
     };
   } else {
     const opt = tf.train.momentum(0.1, 0.9);

@@ -64,7 +64,7 @@ function worker(p: Params): void {
       Array.from({ length: p.batch }, () => Math.floor(rand() * p.classes)),
       "int32",
     );
-    last = pfc.step(x, y, { embeddingGrad: p.embeddingGrad });
+    last = pfc.update(x, y, { embeddingGrad: p.embeddingGrad });
     tf.dispose([y, (last as { embeddingGrad?: Tensor2D }).embeddingGrad ?? []]);
   };
   if (p.paired) {

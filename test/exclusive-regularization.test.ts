@@ -7,8 +7,8 @@ import {
   exclusiveStochastic,
   exclusiveTiled,
   nearestOtherRows,
-  normalizeRows,
 } from "../src/losses/exclusive";
+import { normalizeRows } from "../src/losses/tensor-helpers";
 import fixture from "./fixtures/exclusive-pml.json";
 import pmlVectors from "./fixtures/vectors/pml_losses.json";
 

@@ -54,7 +54,7 @@ test("three steps equal head.loss + autodiff + PyTorch's SGD rule (W, momentum, 
     let m = tf.zerosLike(w) as T2;
     for (let t = 0; t < 3; t++) {
       const { x, y } = batch(t);
-      const got = fused.step(x, y, { embeddingGrad: true });
+      const got = fused.update(x, y, { embeddingGrad: true });
       // reference: autodiff of the head's own loss wrt W and x, then g' = g + wd w; m = mu m + g'; w -= lr m
       refHead.weight.assign(w);
       const { value, grads } = tf.variableGrads(() => refHead.loss(x, y), [refHead.weight]);
@@ -86,8 +86,8 @@ test("equals PartialFC with r = 1 (dense semantics), which keeps W on the host",
   const fused = new FusedHeadStep(b, OPT);
   for (let t = 0; t < 4; t++) {
     const { x, y } = batch(t);
-    const r1 = pfc.step(x, y);
-    const r2 = fused.step(x, y);
+    const r1 = pfc.update(x, y);
+    const r2 = fused.update(x, y);
     close([r2.loss], [r1.loss], 1e-5, 1e-6, `step ${t} loss`);
     tf.dispose([x, y]);
   }
@@ -104,13 +104,13 @@ test("training with it lowers the loss and leaks no tensors", () => {
   const head = new CosFace({ numClasses: C, embeddingDim: D, seed: 2, s: 16 });
   const fused = new FusedHeadStep(head, { learningRate: 0.5, momentum: 0.9, weightDecay: 0 });
   const { x, y } = batch(0);
-  const first = fused.step(x, y).loss;
+  const first = fused.update(x, y).loss;
   const before = tf.memory().numTensors;
   let last = first;
-  for (let t = 0; t < 30; t++) last = fused.step(x, y).loss;
+  for (let t = 0; t < 30; t++) last = fused.update(x, y).loss;
   assert.is(tf.memory().numTensors, before, "no tensor leak per step");
   assert.ok(last < 0.5 * first, `loss ${first} -> ${last}`);
-  const r = fused.step(x, y, { embeddingGrad: true });
+  const r = fused.update(x, y, { embeddingGrad: true });
   assert.equal(r.embeddingGrad!.shape, [B, D]);
   tf.dispose([x, y, r.embeddingGrad!]);
   fused.dispose();
@@ -130,9 +130,9 @@ test("bad heads, options and batches are named errors", () => {
   throwsWith(() => new FusedHeadStep(sub), "head", "one row per class");
   const fused = new FusedHeadStep(head);
   const x = tf.zeros([2, D]) as T2;
-  throwsWith(() => fused.step(x, tf.tensor1d([0, C], "int32") as T1), "labels[1]", `[0, ${C - 1}]`);
-  throwsWith(() => fused.step(x, tf.tensor1d([0], "int32") as T1), "labels.shape");
-  throwsWith(() => fused.step(tf.zeros([2, D + 1]) as T2, tf.tensor1d([0, 1], "int32") as T1), "embeddings.shape");
+  throwsWith(() => fused.update(x, tf.tensor1d([0, C], "int32") as T1), "labels[1]", `[0, ${C - 1}]`);
+  throwsWith(() => fused.update(x, tf.tensor1d([0], "int32") as T1), "labels.shape");
+  throwsWith(() => fused.update(tf.zeros([2, D + 1]) as T2, tf.tensor1d([0, 1], "int32") as T1), "embeddings.shape");
   fused.dispose();
   for (const h of [head, learn, sub]) h.dispose();
 });

@@ -192,7 +192,7 @@ test("rows outside the active set get exactly zero gradient; frozen semantics le
     const before = pfc.weightValues();
     const m0 = pfc.momentumValues();
     const s = pfc.sample(LABELS);
-    pfc.step(x, y, { active: s });
+    pfc.update(x, y, { active: s });
     const after = pfc.weightValues();
     const m1 = pfc.momentumValues();
     for (let c = 0; c < C; c++) {
@@ -231,7 +231,7 @@ test("dense semantics (V2): lazy catch-up equals PyTorch SGD stepping every row,
       w[i] -= lr * m[i];
     }
     pfc.learningRate = lr;
-    pfc.step(x, y, { active: set });
+    pfc.update(x, y, { active: set });
   }
   close(pfc.weightValues(), w, 1e-4, 1e-6, "W");
   close(pfc.momentumValues(), m, 1e-4, 1e-6, "momentum");
@@ -357,10 +357,10 @@ test("bad configuration names the field, the value and what is allowed", () => {
   learn.dispose();
   const pfc = new PartialFC({ head, sampleRate: 0.5 });
   const x = tf.zeros([2, D]) as T2;
-  assert.throws(() => pfc.step(x, tf.tensor1d([0, 24], "int32")), /labels\[1\] = 24.*\[0, 24\)/);
-  assert.throws(() => pfc.step(x, tf.tensor1d([0], "int32")), /labels.shape = \[1\].*\[2\]/);
+  assert.throws(() => pfc.update(x, tf.tensor1d([0, 24], "int32")), /labels\[1\] = 24.*\[0, 24\)/);
+  assert.throws(() => pfc.update(x, tf.tensor1d([0], "int32")), /labels.shape = \[1\].*\[2\]/);
   assert.throws(
-    () => pfc.step(tf.zeros([2, 3]) as T2, tf.tensor1d([0, 1], "int32")),
+    () => pfc.update(tf.zeros([2, 3]) as T2, tf.tensor1d([0, 1], "int32")),
     /embeddings.shape = \[2,3\].*\[B, 8\]/,
   );
   tf.dispose(x);
@@ -378,7 +378,7 @@ test("no NaN for zero embeddings and zero rows; no tensor leak over steps; large
     [1, 2, 3, 4, 5, 6, 7, 8],
   ]);
   const step = () => {
-    const r = pfc.step(x, y, { embeddingGrad: true });
+    const r = pfc.update(x, y, { embeddingGrad: true });
     assert.ok(Number.isFinite(r.loss) && Number.isFinite(r.exclusive ?? Number.NaN));
     assert.ok(r.embeddingGrad!.dataSync().every(Number.isFinite));
     r.embeddingGrad!.dispose();

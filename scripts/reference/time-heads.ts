@@ -8,7 +8,8 @@
 import type { Tensor1D, Tensor2D } from "@tensorflow/tfjs-node";
 import { tf } from "../../src/backend";
 import { ArcFace, arcFaceTarget } from "../../src/losses/arcface";
-import { l2NormalizeRows, marginSoftmaxCrossEntropy } from "../../src/losses/margin-softmax";
+import { marginSoftmaxCrossEntropy } from "../../src/losses/margin-softmax";
+import { l2NormalizeRows } from "../../src/losses/tensor-helpers";
 
 const B = 256;
 const D = 512;

@@ -15,7 +15,7 @@ import type { Scalar, Tensor, Tensor1D, Tensor2D, Variable } from "@tensorflow/t
 import { tf } from "../backend";
 import { COMMON_OPTION_KEYS, type CommonHeadOptions, checkCommon, checkInitialWeight } from "./cosine-head";
 import type { Head } from "./head";
-import { l2NormalizeRows } from "./margin-softmax";
+import { l2NormalizeRows } from "./tensor-helpers";
 import { checkBatch, rejectUnknown, requireNumber, requireOneOf, requireShape } from "./validate";
 import type { LossWarning } from "./warnings";
 

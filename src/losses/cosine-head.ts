@@ -8,13 +8,13 @@ import { tf } from "../backend";
 import type { CosineHead, HeadOptions } from "./head";
 import {
   cosineMarginLoss,
-  l2NormalizeRows,
   marginLogits,
   marginSoftmaxCrossEntropy,
   matMulWideT,
   type TargetTransform,
 } from "./margin-softmax";
 import { checkScale, DEFAULT_TARGET_PROBABILITY, type ScaleBound } from "./scale";
+import { l2NormalizeRows } from "./tensor-helpers";
 import { checkBatch, checkLabels, fail, requireBoolean, requireInteger, requireNumber, requireShape } from "./validate";
 import type { LossWarning, LossWarningListener } from "./warnings";
 

@@ -17,10 +17,8 @@
  */
 import { tf } from "../backend";
 
-/** tfjs types customGrad's argument as a variadic function; ours take fixed tensor arguments. */
-type CustomGradFn = Parameters<typeof tf.customGrad>[0];
-
 import type { Scalar, Tensor1D, Tensor2D } from "./head";
+import { type CustomGradFn, clipStraightThrough, NORM_EPS2, normalizeRows } from "./tensor-helpers";
 
 type Tensor = import("@tensorflow/tfjs-node").Tensor;
 type GradSaveFunc = import("@tensorflow/tfjs-node").GradSaveFunc;
@@ -28,7 +26,6 @@ type GradSaveFunc = import("@tensorflow/tfjs-node").GradSaveFunc;
 import { fail, requireInteger, requireOneOf, requireShape } from "./validate";
 
 const OWNER = "exclusiveRegularization";
-const EPS = 1e-12;
 
 export type ExclusiveForm = "dense" | "tiled" | "stochastic";
 
@@ -45,11 +42,6 @@ export interface ExclusiveOptions {
 
 const FORMS: readonly ExclusiveForm[] = ["dense", "tiled", "stochastic"];
 
-/** v / max(|v|, eps) per row, written so its gradient is finite for zero rows (no sqrt at 0). */
-export function normalizeRows(x: Tensor2D): Tensor2D {
-  return tf.tidy(() => tf.mul(x, tf.rsqrt(tf.maximum(tf.sum(tf.square(x), 1, true), EPS * EPS))));
-}
-
 /** RegularFace exclusive regularization of `weight` [C, D]; see the module comment for the forms. */
 export function exclusiveRegularization(weight: Tensor2D, options: ExclusiveOptions = {}): Scalar {
   const form = requireOneOf(OWNER, "form", options.form ?? "tiled", FORMS);
@@ -65,12 +57,6 @@ function checkWeight(weight: Tensor2D): void {
   requireShape(OWNER, "weight", weight, [null, null]);
   if (weight.shape[0] < 2) fail(OWNER, "weight.shape", weight.shape, "needs at least 2 classes (rows)");
 }
-
-/** Clip to [-1, 1] in value, identity in gradient (the regularizer takes no acos, so no guard is needed). */
-export const clipStraightThrough = tf.customGrad(((c: Tensor) => ({
-  value: tf.clipByValue(c, -1, 1),
-  gradFunc: (dy: Tensor) => [dy],
-})) as unknown as CustomGradFn) as unknown as (c: Tensor1D) => Tensor1D;
 
 /** The reference: full C x C cosine matrix, partner by argmax of a detached copy with -inf diagonal. */
 export function exclusiveDense(weight: Tensor2D): Scalar {
@@ -191,9 +177,9 @@ function exclusiveGradient(
             scale,
           );
           const ss = tf.sum(tf.square(w), 1, true);
-          const inv = tf.rsqrt(tf.maximum(ss, EPS * EPS));
+          const inv = tf.rsqrt(tf.maximum(ss, NORM_EPS2));
           const projected = tf.sub(g, tf.mul(wnb, tf.sum(tf.mul(wnb, g), 1, true)));
-          return tf.mul(tf.where(tf.greaterEqual(ss, EPS * EPS), projected, g), inv) as Tensor2D;
+          return tf.mul(tf.where(tf.greaterEqual(ss, NORM_EPS2), projected, g), inv) as Tensor2D;
         }),
       );
     }

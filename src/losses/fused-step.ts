@@ -11,13 +11,14 @@
  * in five [C, D] passes, written back into head.weight and the momentum buffer in place.
  */
 import { tf } from "../backend";
-import { normalizeRows } from "./exclusive";
+import type { HeadStep, HeadStepResult, HeadStepState } from "../train/head-step";
 import type { CosineHead, Tensor1D, Tensor2D, Variable } from "./head";
 import { fusedForwardBackward, meanLoss, probeLinearScale } from "./partial-fc-core";
+import { expectMeta, floatArray, metaCount, readArray } from "./step-state";
+import { NORM_EPS2, normalizeRows } from "./tensor-helpers";
 import { checkBatch, fail, rejectUnknown, requireBoolean, requireNumber } from "./validate";
 
 const OWNER = "FusedHeadStep";
-const EPS2 = 1e-24;
 
 export interface FusedHeadStepOptions {
   /** Default 0.1. */
@@ -30,7 +31,14 @@ export interface FusedHeadStepOptions {
   lossCap?: boolean;
 }
 
-export class FusedHeadStep {
+export interface FusedUpdateResult {
+  loss: number;
+  /** dLoss/d(embeddings) [B, D] when asked for (caller disposes). */
+  embeddingGrad?: Tensor2D;
+}
+
+export class FusedHeadStep implements HeadStep {
+  readonly kind = "fused" as const;
   readonly head: CosineHead;
   /** The head's non-target scale s (probed: non-target logits must be s cos). */
   readonly scale: number;
@@ -91,15 +99,17 @@ export class FusedHeadStep {
     return this.buffer.clone() as Tensor2D;
   }
 
+  /** HeadStep: one update with dLoss/d(embeddings) for the backbone (`step` is not needed: the rule has no schedule). */
+  step(embeddings: Tensor2D, labels: Tensor1D, _step?: number): HeadStepResult {
+    const r = this.update(embeddings, labels, { embeddingGrad: true });
+    return { loss: r.loss, embeddingGrad: r.embeddingGrad as Tensor2D, activeClasses: this.numClasses };
+  }
+
   /**
    * Forward, backward and SGD-momentum update of head.weight for one batch. Returns the mean loss and,
-   * when asked for, dLoss/d(embeddings) [B, D] (caller disposes) to continue backprop into a backbone.
+   * when asked for, dLoss/d(embeddings) [B, D] (caller disposes); without it a third matmul is saved.
    */
-  step(
-    embeddings: Tensor2D,
-    labels: Tensor1D,
-    options: { embeddingGrad?: boolean } = {},
-  ): { loss: number; embeddingGrad?: Tensor2D } {
+  update(embeddings: Tensor2D, labels: Tensor1D, options: { embeddingGrad?: boolean } = {}): FusedUpdateResult {
     checkBatch(OWNER, embeddings, labels, this.head.numClasses, this.head.embeddingDim);
     const want = options.embeddingGrad === true;
     const { learningRate: lr, momentum: mu, weightDecay: wd, scale: s } = this;
@@ -108,8 +118,8 @@ export class FusedHeadStep {
     const [rows, a, n2, embGrad] = tf.tidy(() => {
       const xHat = normalizeRows(embeddings);
       const ss = tf.sum(tf.square(w), 1, true); // [C, 1]
-      const n2 = tf.div(tf.cast(tf.greaterEqual(ss, EPS2), "float32"), tf.maximum(ss, EPS2)); // 0 for zero rows
-      const n = tf.rsqrt(tf.maximum(tf.reshape(ss, [-1]), EPS2)) as Tensor1D;
+      const n2 = tf.div(tf.cast(tf.greaterEqual(ss, NORM_EPS2), "float32"), tf.maximum(ss, NORM_EPS2)); // 0 for zero rows
+      const n = tf.rsqrt(tf.maximum(tf.reshape(ss, [-1]), NORM_EPS2)) as Tensor1D;
       const y = labels.dtype === "int32" ? labels : (tf.cast(labels, "int32") as Tensor1D);
       const f = fusedForwardBackward(this.head, s, xHat, w as unknown as Tensor2D, y, n);
       // the targets' own slopes: H[i, y_i] += delta_i (one [B, C] scatter instead of a [C, D] pass)
@@ -134,6 +144,32 @@ export class FusedHeadStep {
     return embGrad ? { loss, embeddingGrad: embGrad } : { loss };
   }
 
+  /** W, the momentum buffer and the step counter (copies). */
+  saveState(): HeadStepState {
+    const shape = this.head.weight.shape;
+    return {
+      arrays: {
+        weight: floatArray(this.head.weight.dataSync(), shape),
+        momentum: floatArray(this.buffer.dataSync(), shape),
+      },
+      meta: { kind: this.kind, steps: this.stepCount },
+    };
+  }
+
+  loadState(state: HeadStepState): void {
+    const shape = this.head.weight.shape;
+    expectMeta(OWNER, state, "kind", this.kind);
+    const w = readArray(OWNER, state, "weight", "float32", shape);
+    const m = readArray(OWNER, state, "momentum", "float32", shape);
+    const steps = metaCount(OWNER, state, "steps");
+    tf.tidy(() => {
+      this.head.weight.assign(tf.tensor2d(w as Float32Array, shape as [number, number]));
+      this.buffer.assign(tf.tensor2d(m as Float32Array, shape as [number, number]));
+    });
+    this.stepCount = steps;
+  }
+
+  /** Frees the momentum buffer (the head stays the caller's). */
   dispose(): void {
     this.buffer.dispose();
   }

@@ -6,9 +6,9 @@
  */
 import type { Tensor2D, Variable } from "@tensorflow/tfjs-node";
 import { tf } from "../backend";
-import { l2NormalizeRows } from "./margin-softmax";
 import { checkScale, DEFAULT_TARGET_PROBABILITY } from "./scale";
 import { LinearHeadBase, type SoftmaxOptions } from "./softmax";
+import { l2NormalizeRows } from "./tensor-helpers";
 import { requireBoolean, requirePositive } from "./validate";
 
 export interface L2SoftmaxOptions extends SoftmaxOptions {

@@ -281,63 +281,6 @@ export function marginLogits(
 }
 
 /**
- * x / max(||x||, 1e-12) row-wise, as torch.nn.functional.normalize, with a hand-written gradient:
- * (g - x^ (x^ . g)) / ||x|| where ||x|| > 1e-12, g / 1e-12 below (torch's gradient there; finite at x = 0).
- * `rescale` first divides each row by its largest |entry| so that ||x||^2 cannot overflow float32 (used
- * for embeddings, any finite input; W skips it to save two passes over [C, D]).
- */
-export function l2NormalizeRows(x: Tensor2D, rescale = false): Tensor2D {
-  const fn = tf.customGrad((...args: (Tensor | GradSaveFunc)[]) => {
-    const xIn = args[0] as Tensor2D;
-    const save = args[1] as GradSaveFunc;
-    const n = rescale ? robustNorm(xIn) : tf.sqrt(tf.sum(tf.square(xIn), 1, true));
-    const den = tf.maximum(n, 1e-12);
-    const xn = tf.div(xIn, den) as Tensor2D;
-    save([xn, n, den]);
-    return {
-      value: xn,
-      gradFunc: (dy: Tensor2D, saved: Tensor[]) => {
-        const [xnS, nS, denS] = saved;
-        const radial = tf.mul(xnS, tf.sum(tf.mul(xnS, dy), 1, true));
-        // torch: the norm's own gradient is cut where the 1e-12 floor is active
-        const proj = tf.where(tf.greater(nS, 1e-12), tf.sub(dy, radial), dy);
-        return [tf.div(proj, denS)];
-      },
-    };
-  });
-  return fn(x) as Tensor2D;
-}
-
-/** ||x|| per row, [B, 1], computed as m ||x / m|| with m the row's largest |entry| (no overflow). */
-function robustNorm(x: Tensor2D): Tensor {
-  const m = tf.max(tf.abs(x), 1, true);
-  const safe = tf.maximum(m, 1e-37);
-  return tf.mul(tf.sqrt(tf.sum(tf.square(tf.div(x, safe)), 1, true)), safe);
-}
-
-/**
- * ||x|| per row, [B], as torch.norm: exact down to subnormal norms, no overflow for any finite x, and its gradient x / ||x|| is 0 at
- * x = 0 (sqrt's own gradient would be infinite there).
- */
-export function rowNorms(x: Tensor2D): Tensor1D {
-  const b = x.shape[0];
-  const fn = tf.customGrad((...args: (Tensor | GradSaveFunc)[]) => {
-    const xIn = args[0] as Tensor2D;
-    const save = args[1] as GradSaveFunc;
-    const n = tf.reshape(robustNorm(xIn), [b]) as Tensor1D;
-    save([xIn, n]);
-    return {
-      value: n,
-      gradFunc: (dy: Tensor1D, saved: Tensor[]) => {
-        const [xS, nS] = saved;
-        return [tf.mul(xS, tf.reshape(tf.div(dy, tf.maximum(nS, 1e-30)), [b, 1]))];
-      },
-    };
-  });
-  return fn(x) as Tensor1D;
-}
-
-/**
  * max over the last axis of [B, C, K] with the gradient routed to the first maximal entry only (as
  * torch.max(dim)); tf.max's own gradient would go to every tied entry (e.g. all K at a zero embedding).
  */

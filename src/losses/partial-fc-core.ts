@@ -13,16 +13,14 @@
  * extra [K, D] pass is spent on it.
  */
 import { tf } from "../backend";
-import { clipStraightThrough } from "./exclusive";
 import type { CosineHead, Tensor1D, Tensor2D } from "./head";
 import { softmaxCrossEntropyRows } from "./margin-softmax";
+import { clipStraightThrough, rowInverseNorms } from "./tensor-helpers";
 
 type Tensor = import("@tensorflow/tfjs-node").Tensor;
 
 /** InsightFace reports -log(max(p_y, 1e-30)): each sample's loss is capped at -log(1e-30) = 69.0776. */
 export const LOSS_CAP = -Math.log(1e-30);
-
-const EPS2 = 1e-24;
 
 /** TensorFlow's fused sparse softmax cross-entropy: per-row losses [B] and p - onehot [B, C] (margin-softmax.ts). */
 export const sparseSoftmaxCrossEntropy = softmaxCrossEntropyRows;
@@ -63,11 +61,6 @@ function checkLinear(z: number[][]): number | null {
     [z[1][3], -s],
   ];
   return checks.every(([a, b]) => Math.abs(a - b) <= 1e-5 * Math.abs(s)) ? s : null;
-}
-
-/** 1 / max(|w_j|, 1e-12) per row, [K]. */
-export function rowInverseNorms(w: Tensor2D): Tensor1D {
-  return tf.tidy(() => tf.rsqrt(tf.maximum(tf.sum(tf.square(w), 1), EPS2)) as Tensor1D);
 }
 
 export interface FusedResult {

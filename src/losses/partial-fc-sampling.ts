@@ -5,6 +5,8 @@
  * the labels into it by binary search. When the positives alone exceed num_sample the active set is
  * the positives only. r = 1 keeps every class and leaves the labels as they are (no sampling, as there).
  */
+import { Rng } from "../data/rng";
+
 export interface ActiveSet {
   /** Active class indices, sorted ascending. */
   index: Int32Array;
@@ -19,16 +21,10 @@ export function numSampled(numClasses: number, sampleRate: number): number {
   return Math.trunc(sampleRate * numClasses);
 }
 
-/** A small seeded generator (mulberry32): uniform doubles in [0, 1). */
+/** Uniform doubles in [0, 1) from src/data/rng.ts's mulberry32, its state started at `seed` itself. */
 export function seededUniform(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+  const rng = Rng.fromState(seed);
+  return () => rng.next();
 }
 
 function sortedUnique(labels: ArrayLike<number>): Int32Array {

@@ -23,20 +23,19 @@
  * reports -log max(p_y, 1e-30)); gradients are never capped, as there.
  */
 import { tf } from "../backend";
-
-/** tfjs types customGrad's argument as a variadic function; ours take fixed tensor arguments. */
-type CustomGradFn = Parameters<typeof tf.customGrad>[0];
-
-import { meanPairCosine, normalizeRows } from "./exclusive";
+import { Rng } from "../data/rng";
+import type { HeadStep, HeadStepResult, HeadStepState } from "../train/head-step";
+import { meanPairCosine } from "./exclusive";
 import type { CosineHead, Tensor1D, Tensor2D } from "./head";
 import { fusedMarginSoftmax, LOSS_CAP, meanLoss, probeLinearScale } from "./partial-fc-core";
-import { type ActiveSet, seededUniform, selectActive, selectWithScores } from "./partial-fc-sampling";
+import { type ActiveSet, selectActive, selectWithScores } from "./partial-fc-sampling";
+import { expectMeta, floatArray, intArray, metaCount, readArray } from "./step-state";
+import { type CustomGradFn, NORM_EPS2, normalizeRows } from "./tensor-helpers";
 import { fail, rejectUnknown, requireBoolean, requireInteger, requireNumber, requireOneOf } from "./validate";
 
 type Scalar = import("@tensorflow/tfjs-node").Scalar;
 
 const OWNER = "PartialFC";
-const EPS2 = 1e-24;
 
 export type PartialFCSemantics = "dense" | "frozen";
 
@@ -121,7 +120,8 @@ interface RawGrad {
   extraVals: Float32Array;
 }
 
-export class PartialFC {
+export class PartialFC implements HeadStep {
+  readonly kind = "partial-fc" as const;
   readonly head: CosineHead;
   readonly numClasses: number;
   readonly embeddingDim: number;
@@ -153,10 +153,12 @@ export class PartialFC {
   private readonly last: Int32Array;
   /** Squared row norms of W, kept current by every write (no [C, D] pass per step to normalise W). */
   private readonly sq: Float64Array;
-  private readonly lrLog: number[] = [0];
+  /** The learning rate of every step taken, [0] = unused (the lazy catch-up replays them). */
+  private lrLog: number[] = [0];
   private stepCount = 0;
   private exclusiveWeightValue = 0;
-  private readonly rand: () => number;
+  /** The sampling generator (its uint32 state is saved with the step). */
+  private readonly rng: Rng;
 
   constructor(options: PartialFCOptions) {
     if (options === null || typeof options !== "object")
@@ -214,7 +216,7 @@ export class PartialFC {
       );
     }
     this.fusedScale = probed;
-    this.rand = seededUniform(seed);
+    this.rng = Rng.fromState(seed);
     const size = numClasses * this.embeddingDim;
     if (init === "head") {
       this.w = Float32Array.from(head.weight.dataSync() as Float32Array);
@@ -237,7 +239,7 @@ export class PartialFC {
         fail(OWNER, "scores.length", scores.length, `must be numClasses (${this.numClasses})`);
       return selectWithScores(labels, this.numClasses, this.sampleRate, scores);
     }
-    return selectActive(labels, this.numClasses, this.sampleRate, this.rand);
+    return selectActive(labels, this.numClasses, this.sampleRate, () => this.rng.next());
   }
 
   /** Loss and gradients for one batch, without an update (rows outside `active.index` have zero gradient). */
@@ -253,10 +255,26 @@ export class PartialFC {
   }
 
   /**
-   * One training step: sample, forward, backward, SGD-momentum update of the active rows (and, lazily,
-   * of the others under "dense" semantics). Pass `embeddingGrad: true` to get dLoss/d(embeddings).
+   * HeadStep: one update with dLoss/d(embeddings) for the backbone. Partial FC counts its own steps (saved
+   * with its state), so `step` is not read.
    */
-  step(
+  step(embeddings: Tensor2D, labels: Tensor1D, _step?: number): HeadStepResult {
+    const r = this.update(embeddings, labels, { embeddingGrad: true });
+    const out: HeadStepResult = {
+      loss: r.loss,
+      embeddingGrad: r.embeddingGrad as Tensor2D,
+      activeClasses: r.activeClasses,
+    };
+    if (r.exclusive !== null) out.terms = { exclusive: r.exclusive };
+    return out;
+  }
+
+  /**
+   * One training step: sample, forward, backward, SGD-momentum update of the active rows (and, lazily,
+   * of the others under "dense" semantics). Pass `embeddingGrad: true` to get dLoss/d(embeddings), and
+   * `active` to use a given active set instead of sampling one.
+   */
+  update(
     embeddings: Tensor2D,
     labels: Tensor1D,
     options: { embeddingGrad?: boolean; active?: ActiveSet } = {},
@@ -266,7 +284,7 @@ export class PartialFC {
     const t = this.stepCount + 1;
     if (this.semantics === "dense") this.catchUp(set.index, t - 1);
     const r = this.compute(embeddings, set, options.embeddingGrad === true);
-    this.update(set.index, r.grad, t);
+    this.updateRows(set.index, r.grad, t);
     this.stepCount = t;
     this.lrLog.push(this.learningRate);
     const out: PartialFCStepResult = { loss: r.loss, exclusive: r.exclusive, activeClasses: set.index.length };
@@ -290,6 +308,53 @@ export class PartialFC {
   /** A copy of the momentum buffer [C * D] (or of the given rows), up to date. */
   momentumValues(rows?: ArrayLike<number>): Float32Array {
     return this.copyRows(this.m, rows);
+  }
+
+  /**
+   * W, the momentum buffer and each row's last update step as they are (not brought up to date: the lazy
+   * catch-up resumes exactly), the learning rates it replays, the step counter and the sampling state.
+   */
+  saveState(): HeadStepState {
+    const shape = [this.numClasses, this.embeddingDim];
+    return {
+      arrays: {
+        weight: floatArray(this.w, shape),
+        momentum: floatArray(this.m, shape),
+        lastStep: intArray(this.last, [this.numClasses]),
+      },
+      meta: {
+        kind: this.kind,
+        semantics: this.semantics,
+        steps: this.stepCount,
+        learningRates: [...this.lrLog],
+        rngState: this.rng.state,
+        exclusiveWeight: this.exclusiveWeightValue,
+      },
+    };
+  }
+
+  loadState(state: HeadStepState): void {
+    const shape = [this.numClasses, this.embeddingDim];
+    expectMeta(OWNER, state, "kind", this.kind);
+    expectMeta(OWNER, state, "semantics", this.semantics);
+    const w = readArray(OWNER, state, "weight", "float32", shape);
+    const m = readArray(OWNER, state, "momentum", "float32", shape);
+    const last = readArray(OWNER, state, "lastStep", "int32", [this.numClasses]);
+    const steps = metaCount(OWNER, state, "steps");
+    const lrs = state.meta.learningRates;
+    if (!Array.isArray(lrs) || lrs.length !== steps + 1 || !lrs.every((v) => typeof v === "number"))
+      fail(OWNER, "state.meta.learningRates", lrs, `must be ${steps + 1} numbers (one per step, and one unused)`);
+    const rngState = metaCount(OWNER, state, "rngState");
+    const exclusiveWeight = requireNumber(OWNER, "state.meta.exclusiveWeight", state.meta.exclusiveWeight, 0, Infinity);
+    this.w.set(w);
+    this.m.set(m);
+    this.last.set(last);
+    const d = this.embeddingDim;
+    for (let c = 0; c < this.numClasses; c++) this.sq[c] = sumSquares(this.w, c * d, d);
+    this.stepCount = steps;
+    this.lrLog = [...(lrs as number[])];
+    this.rng.state = rngState;
+    this.exclusiveWeightValue = exclusiveWeight;
   }
 
   /** W as a tensor [C, D] (a copy; caller disposes). */
@@ -358,7 +423,7 @@ export class PartialFC {
   /** 1 / max(|w_c|, 1e-12) for the given rows, from the kept squared norms, [K]. */
   private inverseNorms(index: Int32Array): Tensor1D {
     const out = new Float32Array(index.length);
-    for (let k = 0; k < index.length; k++) out[k] = 1 / Math.sqrt(Math.max(this.sq[index[k]], EPS2));
+    for (let k = 0; k < index.length; k++) out[k] = 1 / Math.sqrt(Math.max(this.sq[index[k]], NORM_EPS2));
     return tf.tensor1d(out);
   }
 
@@ -520,7 +585,7 @@ export class PartialFC {
   }
 
   /** PyTorch SGD on the active rows, the projection fused into the same pass. */
-  private update(index: Int32Array, g: RawGrad, t: number): void {
+  private updateRows(index: Int32Array, g: RawGrad, t: number): void {
     const d = this.embeddingDim;
     const { w, m } = this;
     const lr = this.learningRate;
@@ -545,7 +610,8 @@ export class PartialFC {
         const wk = w[wo + k];
         const mk = mu * m[wo + k] + (a[ao + k] - coef * wk + wd * wk);
         m[wo + k] = mk;
-        const wn = wk - lr * mk;
+        // rounded as stored, so that the kept |w|^2 is a function of W alone (a restored state recomputes it)
+        const wn = Math.fround(wk - lr * mk);
         w[wo + k] = wn;
         ss += wn * wn;
       }
@@ -600,7 +666,7 @@ export class PartialFC {
         for (let i = o; i < o + d; i++) {
           const wv = this.w[i];
           const mv = this.m[i];
-          const wn = p00 * wv + p01 * mv;
+          const wn = Math.fround(p00 * wv + p01 * mv);
           this.w[i] = wn;
           this.m[i] = p10 * wv + p11 * mv;
           ss += wn * wn;
@@ -614,7 +680,7 @@ export class PartialFC {
 
 /** (w . a) / |w|^2 for one row (0 for rows with |w| < 1e-12, whose normalisation is linear). */
 function projectionCoef(w: Float32Array, wo: number, a: Float32Array, ao: number, d: number, ss: number): number {
-  if (ss < EPS2) return 0;
+  if (ss < NORM_EPS2) return 0;
   let dot = 0;
   for (let k = 0; k < d; k++) dot += w[wo + k] * a[ao + k];
   return dot / ss;

@@ -7,7 +7,8 @@ import type { Scalar, Tensor, Tensor1D, Tensor2D, Variable } from "@tensorflow/t
 import { tf } from "../backend";
 import { COMMON_OPTION_KEYS, type CommonHeadOptions, checkCommon, checkInitialWeight, makeWeight } from "./cosine-head";
 import type { Head } from "./head";
-import { l2NormalizeRows, marginSoftmaxCrossEntropy, matMulWideT } from "./margin-softmax";
+import { marginSoftmaxCrossEntropy, matMulWideT } from "./margin-softmax";
+import { l2NormalizeRows } from "./tensor-helpers";
 import { checkBatch, fail, rejectUnknown, requireBoolean, requireShape } from "./validate";
 import type { LossWarning } from "./warnings";
 

@@ -24,13 +24,8 @@ import {
   checkCommon,
   checkInitialWeight,
 } from "./cosine-head";
-import {
-  l2NormalizeRows,
-  marginSoftmaxCrossEntropy,
-  matMulWideT,
-  maxLastAxis,
-  type TargetTransform,
-} from "./margin-softmax";
+import { marginSoftmaxCrossEntropy, matMulWideT, maxLastAxis, type TargetTransform } from "./margin-softmax";
+import { l2NormalizeRows } from "./tensor-helpers";
 import { checkBatch, rejectUnknown, requireInteger, requireNumber, requireOneOf, requirePositive } from "./validate";
 
 export interface SubCenterArcFaceOptions extends CommonHeadOptions {

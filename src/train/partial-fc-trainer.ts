@@ -104,13 +104,11 @@ export async function trainPartialFC(config: PartialFCTrainConfig): Promise<{ hi
           // a fresh tensor: the head's autodiff must not reach the backbone through the shared tape
           const detached = tf.tensor2d(emb.dataSync() as Float32Array, emb.shape) as Tensor2D;
           const h0 = performance.now();
-          const r: { loss: number; embeddingGrad?: Tensor2D; activeClasses?: number } = pfc.step(detached, labels, {
-            embeddingGrad: true,
-          });
+          const r = pfc.step(detached, labels, step);
           headMs = performance.now() - h0;
           loss = r.loss;
-          activeClasses = r.activeClasses ?? pfc.numClasses; // FusedHeadStep: every class
-          return tf.sum(tf.mul(emb, r.embeddingGrad!)) as Scalar;
+          activeClasses = r.activeClasses;
+          return tf.sum(tf.mul(emb, r.embeddingGrad)) as Scalar;
         }, trainable);
         value.dispose();
         const list = trainable.map((v) => grads[v.name]);
