@@ -2,8 +2,8 @@
  * partial-fc (An et al., Partial FC, ICCVW 2021; "Killing Two Birds with One Stone", CVPR 2022): sampling
  * rate r of the class centres x data variant: clean labels, random label flips ("flip"), and identities
  * split into two labels ("split", the CVPR paper's inter-class conflict). Many synthetic identities with
- * few images each, so that r C is small at r = 0.1. Backbone + CosFace through PartialFC and its own
- * training loop (src/train/partial-fc-trainer.ts). Per configuration: verification on held-out
+ * few images each, so that r C is small at r = 0.1. Backbone + CosFace through PartialFC as the head step
+ * of the training loop (src/train/trainer.ts). Per configuration: verification on held-out
  * identities, active classes, head-step and step time, and the memory that depends on r.
  * The rates in `filterRates` also run with the CVPR paper's inter-class filter (`filter`, 0.4 there), to
  * separate the effect of sampling from that of the filter.
@@ -12,7 +12,7 @@ import { embedDataset } from "../src/eval/embed";
 import { makePairs, verifyPairs } from "../src/eval/verification";
 import { CosFace } from "../src/losses/cosface";
 import { PartialFC } from "../src/losses/partial-fc";
-import { trainPartialFC } from "../src/train/partial-fc-trainer";
+import { train } from "../src/train/trainer";
 import { makeBackbone, round, syntheticSplitFromSettings } from "./common";
 import { numberSetting, numbersSetting, stringsSetting } from "./settings";
 import type { Ablation, Config, ConfigResult, ResultOf, RunContext, Settings, Summary } from "./types";
@@ -64,30 +64,34 @@ async function runConfig(config: PartialFCConfig, ctx: RunContext): Promise<Conf
   });
   const every = Math.max(1, Math.floor(steps / 50));
   try {
-    const { history } = await trainPartialFC({
+    const { history } = await train({
       backbone,
-      pfc,
+      headStep: pfc,
       data: data.train,
       pipeline: { batchSize: B, augment: false, prefetch: 2 },
       steps,
       optimizer: { type: "sgd", lr, momentum: 0.9, weightDecay: 5e-4 },
       clipGradNorm: 10,
       seed: config.seed,
-      onStep(m) {
-        if (m.step % every === 0 || m.step === m.totalSteps)
-          ctx.log(
-            {
-              loss: m.loss,
-              lr: m.lr,
-              grad_norm: m.gradNorm,
-              active_classes: m.activeClasses,
-              head_ms: m.headMs,
-              step_ms: m.stepMs,
-            },
-            m.step,
-          );
-        ctx.progress(m.step, m.totalSteps);
-      },
+      callbacks: [
+        {
+          onStep(m) {
+            if (m.step % every === 0 || m.step === m.totalSteps)
+              ctx.log(
+                {
+                  loss: m.loss,
+                  lr: m.lr,
+                  grad_norm: m.gradNorm,
+                  active_classes: m.activeClasses,
+                  head_ms: m.headMs,
+                  step_ms: m.stepMs,
+                },
+                m.step,
+              );
+            ctx.progress(m.step, m.totalSteps);
+          },
+        },
+      ],
     });
     const emb = await embedDataset(backbone, data.test, { batchSize: 128 });
     const { pairs, issame } = makePairs(data.testIdentity, numberSetting(s, "pairs"), config.seed);

@@ -137,7 +137,6 @@ export { AutodiffHeadStep, type AutodiffHeadStepOptions } from "./train/autodiff
 export { CheckpointError, type CheckpointState, readCheckpoint, resolveCheckpoint } from "./train/checkpoint";
 export type { HeadStep, HeadStepKind, HeadStepResult, HeadStepState, PreparedHeadStep } from "./train/head-step";
 export { OPTIMIZERS, type OptimizerConfig } from "./train/optimizers";
-export { type PartialFCStepMetrics, type PartialFCTrainConfig, trainPartialFC } from "./train/partial-fc-trainer";
 export { learningRate, SCHEDULES, type Schedule } from "./train/schedules";
 export {
   checkpointEvery,

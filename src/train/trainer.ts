@@ -22,7 +22,9 @@ import { tf } from "../backend";
 import { checkInt, checkNumber, configError, type Dataset } from "../data/dataset";
 import { BatchStream, type DataPosition, type PipelineOptions, validatePipeline } from "../data/pipeline";
 import { Rng } from "../data/rng";
-import type { Head, Scalar, Tensor1D, Tensor2D } from "../losses/head";
+import { FusedHeadStep } from "../losses/fused-step";
+import type { CosineHead, Head, Scalar, Tensor1D, Tensor2D } from "../losses/head";
+import { LossConfigError } from "../losses/validate";
 import { AutodiffHeadStep, type Regularizer } from "./autodiff-step";
 import { CheckpointError, type CheckpointTensor, resolveCheckpoint, saveCheckpoint } from "./checkpoint";
 import type { HeadStep, HeadStepResult, PreparedHeadStep, StateArray } from "./head-step";
@@ -253,18 +255,38 @@ function weightDecays(o: OptimizerConfig): { backbone: number; head: number } {
   return { backbone, head: o.headWeightDecay ?? backbone };
 }
 
+/** Why the fused step cannot train this config (empty: it can, if the head is one it supports). */
+function fusedBlockers(c: TrainConfig): string[] {
+  const o = c.optimizer;
+  return [
+    (c.regularizers?.length ?? 0) > 0 ? "regularizers" : "",
+    o.type !== "sgd" ? "AdamW (the fused step applies SGD)" : "",
+    o.type === "sgd" && o.nesterov ? "Nesterov momentum" : "",
+    c.clipScope === "all" ? 'clipScope "all"' : "",
+  ].filter(Boolean);
+}
+
 /** The head step the config asks for; `owned` when train() made it (and so disposes it). */
 function makeHeadStep(c: TrainConfig): { step: HeadStep; owned: boolean } {
   if (isHeadStep(c.headStep)) return { step: c.headStep, owned: false };
   const choice = c.headStep ?? "auto";
-  if (choice === "fused") throw configError("headStep", choice, 'is not available yet: use "autodiff"');
+  const head = c.head!;
+  const o = c.optimizer;
+  const blockers = choice === "autodiff" ? [] : fusedBlockers(c);
+  if (choice === "fused" && blockers.length > 0)
+    throw configError("headStep", choice, `cannot train with ${blockers.join(", ")}: use "autodiff"`);
+  if (choice !== "autodiff" && blockers.length === 0 && o.type === "sgd") {
+    try {
+      const options = { learningRate: o.lr, momentum: o.momentum ?? 0.9, weightDecay: weightDecays(o).head };
+      return { step: new FusedHeadStep(head as CosineHead, options), owned: true };
+    } catch (e) {
+      // FusedHeadStep's own checks say which heads it supports; "auto" falls back to autodiff for the rest
+      if (choice === "fused" || !(e instanceof LossConfigError)) throw e;
+    }
+  }
+  const weightDecay = weightDecays(o).head;
   return {
-    step: new AutodiffHeadStep({
-      head: c.head!,
-      regularizers: c.regularizers,
-      optimizer: c.optimizer,
-      weightDecay: weightDecays(c.optimizer).head,
-    }),
+    step: new AutodiffHeadStep({ head, regularizers: c.regularizers, optimizer: o, weightDecay }),
     owned: true,
   };
 }
@@ -303,11 +325,11 @@ export async function train(config: TrainConfig): Promise<TrainResult> {
   const callbacks = [...(config.callbacks ?? [])];
   if (config.checkpoint) callbacks.push(checkpointEvery(config.checkpoint));
 
+  const { step: headStep, owned } = makeHeadStep(config); // first: it may still reject the config
   const bbTrainable = backbone.trainableVariables();
   const optimizer = new Optimizer(config.optimizer, [
     { variables: bbTrainable, weightDecay: weightDecays(config.optimizer).backbone },
   ]);
-  const { step: headStep, owned } = makeHeadStep(config);
   const headBaseLr = headStep.learningRate;
   const baseLr = config.optimizer.lr;
   // the head's lr follows the backbone's schedule (exactly lr when the head shares the backbone's base)
