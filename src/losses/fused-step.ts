@@ -78,7 +78,7 @@ export class FusedHeadStep implements HeadStep {
     this.momentum = requireNumber(OWNER, "momentum", options.momentum ?? 0.9, 0, 1, false, true);
     this.weightDecay = requireNumber(OWNER, "weightDecay", options.weightDecay ?? 5e-4, 0, Infinity);
     this.lossCap = requireBoolean(OWNER, "lossCap", options.lossCap ?? true);
-    this.buffer = tf.variable(tf.zerosLike(head.weight), false);
+    this.buffer = tf.tidy(() => tf.variable(tf.zerosLike(head.weight), false)); // tidy: the zeros are copied
   }
 
   get numClasses(): number {
