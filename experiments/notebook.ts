@@ -4,18 +4,13 @@
  * displays are no-ops and it just returns the result.
  */
 import { escapeHtml, LiveProgress, showFigure, showHtml, showMarkdown, showTable } from "../src/notebook/display";
+import { formatDuration, sequenceView } from "../src/progress";
 import { type AblationRun, type Progress, type RunAblationOptions, runAblation } from "./runner";
 import type { SettingValue } from "./types";
 
 /** The preset a notebook uses: MARGINLAB_PRESET, else "smoke". */
 export function presetFromEnv(env: NodeJS.ProcessEnv = process.env): string {
   return env.MARGINLAB_PRESET && env.MARGINLAB_PRESET.trim() !== "" ? env.MARGINLAB_PRESET.trim() : "smoke";
-}
-
-function clock(seconds: number | undefined): string {
-  if (seconds === undefined || !Number.isFinite(seconds)) return "--:--";
-  const s = Math.round(seconds);
-  return `${Math.floor(s / 60)}:${String(s % 60).padStart(2, "0")}`;
 }
 
 export async function runInNotebook(
@@ -26,23 +21,13 @@ export async function runInNotebook(
   > = {},
 ): Promise<AblationRun> {
   const live = new LiveProgress();
-  const onProgress = (p: Progress) => {
-    const inner = p.steps > 0 && p.phase === "step" ? ` step ${p.step}/${p.steps}` : "";
-    live.update(
-      {
-        fraction: p.fraction,
-        label: `${p.index + 1}/${p.total} ${p.label}${inner}`,
-        detail: `${clock(p.elapsedSeconds)} elapsed, ETA ${clock(p.etaSeconds)}`,
-      },
-      p.phase !== "step",
-    );
-  };
+  const onProgress = (p: Progress) => live.update(sequenceView(p), p.phase !== "step");
   const result = await runAblation(name, { ...options, onProgress });
   live.update(
     {
       fraction: 1,
       label: `done: ${result.results.length} configurations`,
-      detail: `${result.wallSeconds.toFixed(1)} s`,
+      detail: `${formatDuration(result.wallSeconds)}`,
     },
     true,
   );

@@ -5,9 +5,9 @@ import { createBackbone } from "../src/backbones";
 import { tf } from "../src/backend";
 import type { Dataset } from "../src/data/dataset";
 import { Softmax } from "../src/losses/softmax";
+import { formatDuration, progressText, sequenceView, TextProgress } from "../src/progress";
 import {
   evaluateEvery,
-  formatDuration,
   type MetricsTracker,
   metricsRecord,
   notebookProgress,
@@ -79,8 +79,11 @@ test("tracker receives flattened metrics per step; progress bar writes rate and 
   ]);
   assert.ok(Math.abs(logged[0].values.loss - logged[0].values.head_loss - 0.01 * logged[0].values["reg/wnorm"]) < 1e-5);
   assert.is(lines.length, 3);
-  assert.match(lines[0], /^\[#+\.+\] 2\/5 loss \d+\.\d{4} wnorm \d+\.\d{4} lr 0\.100 [\d.]+ img\/s ETA \d+s\n$/);
-  assert.match(lines[2], /^\[#{24}\] 5\/5 /);
+  assert.match(
+    lines[0],
+    /^\[#+\.+\] {2}40% 2\/5 loss \d+\.\d{4} wnorm \d+\.\d{4} lr 0\.100 [\d.]+ img\/s {2}ETA \d+:\d\d\n$/,
+  );
+  assert.match(lines[2], /^\[#{24}\] 100% 5\/5 /);
   assert.equal(evals, [2, 0.2, 4, 0.4, 5, 0.5]);
   m.backbone.dispose();
   m.head.dispose();
@@ -125,9 +128,39 @@ test("metricsRecord drops non-finite values; durations format", () => {
     elapsedSeconds: 1,
   });
   assert.not.ok("reg/x" in r);
-  assert.is(formatDuration(59), "59s");
-  assert.is(formatDuration(61), "1m01s");
-  assert.is(formatDuration(3700), "1h01m");
+  assert.is(formatDuration(59), "0:59");
+  assert.is(formatDuration(61), "1:01");
+  assert.is(formatDuration(3700), "1:01:40");
+  assert.is(formatDuration(Number.NaN), "--:--");
+});
+
+test("one text progress line for training and ablations: redrawn on a terminal, plain lines elsewhere", () => {
+  const view = sequenceView({
+    index: 1,
+    total: 4,
+    label: "cfg",
+    step: 5,
+    steps: 10,
+    fraction: 0.375,
+    elapsedSeconds: 30,
+    etaSeconds: 50,
+  });
+  assert.is(progressText(view, 8), "[###.....]  38% 2/4 cfg 5/10  0:30 elapsed, ETA 0:50");
+  const tty: string[] = [];
+  const onTerminal = new TextProgress(
+    { write: (s: string) => void tty.push(s), isTTY: true, columns: 20 },
+    { intervalMs: 1e6 },
+  );
+  onTerminal.update(view);
+  onTerminal.update(view); // within the interval: not redrawn
+  onTerminal.update(view, "final");
+  const cut = progressText(view).slice(0, 19); // the terminal is 20 columns wide
+  assert.equal(tty, [`\r${cut}\x1b[K`, `\r${cut}\x1b[K\n`]);
+  const log: string[] = [];
+  const inLog = new TextProgress({ write: (s: string) => void log.push(s) });
+  inLog.update(view);
+  inLog.update(view, "log");
+  assert.equal(log, [`${progressText(view)}\n`]);
 });
 
 test.run();

@@ -145,7 +145,11 @@ for (const kind of Object.keys(kinds)) {
   test(`${kind}: stopped at step 3 and resumed by fresh objects = uninterrupted, bit for bit`, async () => {
     // read at the end of training, while the step train() made is still alive
     let final: number[] = [];
-    const capture: TrainCallback = { onEnd: (_r, ctx) => void (final = state(ctx.backbone, ctx.headStep)) };
+    const capture: TrainCallback = {
+      onEnd: (_r, ctx) => {
+        final = state(ctx.backbone, ctx.headStep);
+      },
+    };
     const mA = kinds[kind].model();
     const a = await train(config(mA, kind, { callbacks: [capture] }));
     assert.is(a.headStep, kind);

@@ -8,6 +8,7 @@ import { type Progress, runAblation, textTable } from "../../experiments/runner"
 import { checkPreset, parseAssignments, resolveSettings } from "../../experiments/settings";
 import { PRESETS, type SettingValue } from "../../experiments/types";
 import { closeFigureRenderer } from "../plots/html";
+import { progressText, sequenceView, TextProgress } from "../progress";
 import { trackingConfigFromEnv } from "../tracking/config";
 
 export const summary = "run an ablation: marginlab ablate <name> [--preset smoke|full] [--set key=value ...]";
@@ -50,19 +51,9 @@ export function parseAblateArgs(args: string[]): Parsed {
   return out;
 }
 
-function clock(seconds: number | undefined): string {
-  if (seconds === undefined || !Number.isFinite(seconds)) return "--:--";
-  const s = Math.max(0, Math.round(seconds));
-  const m = Math.floor(s / 60);
-  return `${m}:${String(s % 60).padStart(2, "0")}`;
-}
-
-/** One progress line: overall bar, configuration, inner step, elapsed and ETA. */
+/** One progress line: overall bar, configuration, inner step, elapsed and ETA (src/progress.ts). */
 export function progressLine(p: Progress, width = 24): string {
-  const filled = Math.round(p.fraction * width);
-  const bar = `${"#".repeat(filled)}${".".repeat(width - filled)}`;
-  const inner = p.steps > 0 ? ` ${p.step}/${p.steps}` : "";
-  return `[${bar}] ${(p.fraction * 100).toFixed(0).padStart(3)}% ${p.index + 1}/${p.total} ${p.label}${inner}  ${clock(p.elapsedSeconds)} elapsed, ETA ${clock(p.etaSeconds)}`;
+  return progressText(sequenceView(p), width);
 }
 
 export async function run(args: string[]): Promise<number> {
@@ -88,24 +79,9 @@ export async function run(args: string[]): Promise<number> {
     console.error(`marginlab ablate: ${(error as Error).message}`);
     return 2;
   }
-  const tty = Boolean(process.stderr.isTTY);
-  let lastDrawn = 0;
-  const onProgress = (p: Progress) => {
-    if (tty) {
-      const now = Date.now();
-      if (p.phase === "step" && now - lastDrawn < 200) return;
-      lastDrawn = now;
-      const cols = process.stderr.columns ?? 120;
-      process.stderr.write(
-        `\r${progressLine(p)
-          .slice(0, cols - 1)
-          .padEnd(cols - 1)}`,
-      );
-      if (p.phase === "summary") process.stderr.write("\n");
-    } else if (p.phase === "done") {
-      console.error(progressLine(p));
-    }
-  };
+  const bar = new TextProgress(process.stderr);
+  const onProgress = (p: Progress) =>
+    bar.update(sequenceView(p), p.phase === "summary" ? "final" : p.phase === "done" ? "log" : undefined);
   console.error(`marginlab ablate ${parsed.name} --preset ${parsed.preset}${parsed.track ? "" : " (not tracked)"}`);
   try {
     const result = await runAblation(parsed.name, {

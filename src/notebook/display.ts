@@ -1,15 +1,20 @@
 /**
- * Notebook display helpers on tslab: a Plotly figure (compact HTML), a table, a live progress line
- * (one display entry overwritten in place). Outside a kernel tslab.display throws "Not ready"; every
- * helper here then does nothing and returns false, so the same code runs in scripts and tests.
+ * Notebook display helpers on tslab (the one place that loads it): a Plotly figure (compact HTML), a
+ * table, a live progress display (one display entry overwritten in place, rendered by src/progress.ts).
+ * Outside a kernel tslab.display throws "Not ready"; every helper here then does nothing and returns
+ * false, so the same code runs in scripts and tests.
  */
 import type { PlotlyFigure } from "../plots/html";
 import { inlineFigureHtml } from "../plots/inline";
+import { escapeHtml, type ProgressView, progressHtml } from "../progress";
 
-interface Display {
+export { escapeHtml, type ProgressView, progressHtml };
+
+/** A tslab display (what `tslab.newDisplay()` returns); LiveProgress only needs `html`. */
+export interface Display {
   html(s: string): void;
-  text(s: string): void;
-  markdown(s: string): void;
+  text?(s: string): void;
+  markdown?(s: string): void;
 }
 interface Tslab {
   display: Display;
@@ -41,10 +46,6 @@ function attempt(fn: (t: Tslab) => void): boolean {
   }
 }
 
-export function escapeHtml(text: string): string {
-  return text.replace(/[&<>"]/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;" })[c] as string);
-}
-
 /** Shows a Plotly figure inline (plotly.js loaded once per page). */
 export function showFigure(figure: PlotlyFigure, options: { height?: number } = {}): boolean {
   return attempt((t) => t.display.html(inlineFigureHtml(figure, options)));
@@ -55,7 +56,7 @@ export function showHtml(html: string): boolean {
 }
 
 export function showMarkdown(markdown: string): boolean {
-  return attempt((t) => t.display.markdown(markdown));
+  return attempt((t) => t.display.markdown?.(markdown));
 }
 
 function cellText(v: unknown): string {
@@ -83,27 +84,26 @@ export function showTable(rows: Array<Record<string, unknown>>, title?: string):
   return attempt((t) => t.display.html(tableHtml(rows, title)));
 }
 
-export interface ProgressView {
-  fraction: number;
-  label: string;
-  detail?: string;
-}
-
-export function progressHtml(p: ProgressView): string {
-  const pct = Math.max(0, Math.min(100, p.fraction * 100));
-  return `<div class="marginlab-progress" style="font-family:monospace"><div style="width:320px;height:12px;border:1px solid #888;display:inline-block;vertical-align:middle"><div style="width:${pct.toFixed(1)}%;height:100%;background:#4c8bf5"></div></div> ${pct.toFixed(0)}% ${escapeHtml(p.label)}${p.detail ? ` <span style="color:#666">${escapeHtml(p.detail)}</span>` : ""}</div>`;
-}
-
-/** A live progress display: one output entry updated in place (no-op outside a kernel). */
+/**
+ * A live progress display: one output entry updated in place, at most every `intervalMs` (default 250)
+ * unless forced. Shows into `display` when given, else into a new tslab display; outside a kernel it is
+ * inactive and every update is a no-op.
+ */
 export class LiveProgress {
   private readonly view: Display | undefined;
   private last = 0;
+  private readonly intervalMs: number;
 
-  constructor(private readonly minIntervalMs = 250) {
+  constructor(options: { intervalMs?: number; display?: Display } = {}) {
+    this.intervalMs = options.intervalMs ?? 250;
+    if (options.display) {
+      this.view = options.display;
+      return;
+    }
     const t = tslab();
     try {
       this.view = t ? t.newDisplay() : undefined;
-      this.view?.html(progressHtml({ fraction: 0, label: "starting" }));
+      this.view?.html(progressHtml({ fraction: 0, label: "starting" })); // throws "Not ready" outside a kernel
     } catch {
       this.view = undefined;
     }
@@ -117,7 +117,7 @@ export class LiveProgress {
   update(p: ProgressView, force = false): void {
     if (!this.view) return;
     const now = Date.now();
-    if (!force && now - this.last < this.minIntervalMs) return;
+    if (!force && now - this.last < this.intervalMs) return;
     this.last = now;
     try {
       this.view.html(progressHtml(p));

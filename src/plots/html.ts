@@ -4,6 +4,7 @@
  * installed (playwright-core driving /usr/bin/chromium). One browser is reused for all figures.
  */
 import { existsSync, readFileSync } from "node:fs";
+import { escapeHtml } from "../progress";
 
 /** A loose Plotly figure: data traces, layout and config as plotly.js takes them. */
 export interface PlotlyFigure {
@@ -42,10 +43,6 @@ export function scriptSafeJson(value: unknown): string {
     .replace(/>/g, "\\u003e")
     .replace(/\u2028/g, "\\u2028")
     .replace(/\u2029/g, "\\u2029");
-}
-
-function escapeHtml(text: string): string {
-  return text.replace(/[&<>"]/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;" })[c] as string);
 }
 
 /** A self-contained HTML page showing the figure (plotly.js inlined, ~4.8 MB). */

@@ -1,9 +1,11 @@
 /**
- * Ready-made training callbacks: a CLI progress bar (rate and ETA), a live notebook display (tslab),
- * a tracker bridge (anything with logMetrics(values, step), e.g. the MLflow Run of src/tracking),
+ * Ready-made training callbacks: a CLI progress bar (rate and ETA) and a live notebook display, both
+ * rendered by src/progress.ts, a tracker bridge (anything with logMetrics(values, step), e.g. the MLflow Run of src/tracking),
  * and periodic evaluation. Library code never prints: the progress bar writes only to the stream it
  * is given, and the notebook display only inside a tslab kernel.
  */
+import { type Display, LiveProgress } from "../notebook/display";
+import { formatDuration, type ProgressView, progressText, TextProgress, type TextStream } from "../progress";
 import type { StepMetrics, TrainCallback, TrainContext } from "./trainer";
 
 export { checkpointEvery } from "./trainer";
@@ -41,125 +43,68 @@ export function trackerCallback(tracker: MetricsTracker, o: { every?: number; pr
   };
 }
 
-export function formatDuration(seconds: number): string {
-  if (!Number.isFinite(seconds) || seconds < 0) return "?";
-  const s = Math.round(seconds);
-  const h = Math.floor(s / 3600);
-  const m = Math.floor((s % 3600) / 60);
-  const r = s % 60;
-  return h > 0 ? `${h}h${String(m).padStart(2, "0")}m` : m > 0 ? `${m}m${String(r).padStart(2, "0")}s` : `${r}s`;
-}
-
-/** One line of progress: bar, step/total, loss, lr, images/s and ETA. */
-export function progressLine(m: StepMetrics, startStep: number, width = 24): string {
-  const frac = m.totalSteps ? m.step / m.totalSteps : 1;
-  const filled = Math.round(frac * width);
+/** The progress view of a training step: `5/100 loss 3.2100 lr 0.100 45.3 img/s`, detail `ETA 1:20`. */
+export function trainingView(m: StepMetrics, startStep: number): ProgressView {
   const done = m.step - startStep;
   const perStep = done > 0 ? m.elapsedSeconds / done : Number.NaN;
-  const eta = perStep * (m.totalSteps - m.step);
   const regs = Object.entries(m.regularizers)
     .map(([k, v]) => ` ${k} ${v.toFixed(4)}`)
     .join("");
-  return (
-    `[${"#".repeat(filled)}${".".repeat(width - filled)}] ${m.step}/${m.totalSteps} ` +
-    `loss ${m.loss.toFixed(4)}${regs} lr ${m.lr.toPrecision(3)} ${m.imagesPerSecond.toFixed(1)} img/s ETA ${formatDuration(eta)}`
-  );
+  return {
+    fraction: m.totalSteps ? m.step / m.totalSteps : 1,
+    label: `${m.step}/${m.totalSteps} loss ${m.loss.toFixed(4)}${regs} lr ${m.lr.toPrecision(3)} ${m.imagesPerSecond.toFixed(1)} img/s`,
+    detail: `ETA ${formatDuration(perStep * (m.totalSteps - m.step))}`,
+  };
 }
 
-interface Writable {
-  write(s: string): unknown;
-  isTTY?: boolean;
+/** One line of progress: bar, percentage, step/total, loss, lr, images/s and ETA. */
+export function progressLine(m: StepMetrics, startStep: number, width = 24): string {
+  return progressText(trainingView(m, startStep), width);
 }
 
 /**
- * A CLI progress bar. On a terminal it redraws one line (at most every `intervalMs`); elsewhere it
- * writes a line every `every` steps. Pass the stream explicitly (e.g. process.stderr).
+ * A CLI progress bar (src/progress.ts TextProgress). On a terminal it redraws one line (at most every
+ * `intervalMs`); elsewhere it writes a line every `every` steps (default 50) and at the end. Warnings
+ * (e.g. resuming from an older checkpoint) are written as `warning: ...` lines. Pass the stream
+ * explicitly (e.g. process.stderr).
  */
-export function progressBar(stream: Writable, o: { every?: number; intervalMs?: number } = {}): TrainCallback {
+export function progressBar(stream: TextStream, o: { every?: number; intervalMs?: number } = {}): TrainCallback {
   let start = 0;
-  let last = 0;
-  const tty = stream.isTTY === true;
+  const bar = new TextProgress(stream, { intervalMs: o.intervalMs });
   const every = o.every ?? 50;
   return {
     onStart(info) {
       start = info.startStep;
     },
     onStep(m) {
-      const now = Date.now();
-      const final = m.step === m.totalSteps;
-      if (tty) {
-        if (!final && now - last < (o.intervalMs ?? 200)) return;
-        last = now;
-        stream.write(`\r${progressLine(m, start)}\x1b[K${final ? "\n" : ""}`);
-      } else if (m.step % every === 0 || final) {
-        stream.write(`${progressLine(m, start)}\n`);
-      }
+      const mark = m.step === m.totalSteps ? "final" : m.step % every === 0 ? "log" : undefined;
+      bar.update(trainingView(m, start), mark);
+    },
+    onWarning(w) {
+      stream.write(`warning: ${w.message}\n`);
     },
   };
 }
 
-interface TslabDisplay {
-  html(s: string): void;
-  text(s: string): void;
-}
-
-/** tslab's display for a live output, or undefined outside a tslab kernel (where tslab's display throws). */
-export function notebookDisplay(): TslabDisplay | undefined {
-  try {
-    // biome-ignore lint/suspicious/noExplicitAny: tslab is optional at runtime and untyped here.
-    const tslab = require("tslab") as any;
-    if (typeof tslab?.newDisplay !== "function") return undefined;
-    const d = tslab.newDisplay() as TslabDisplay;
-    d.text(""); // throws "Not ready" outside a kernel
-    return d;
-  } catch {
-    return undefined;
-  }
-}
-
-const escapeHtml = (s: string) =>
-  s.replace(/[&<>"]/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;" })[c]!);
-
 /**
- * A live progress display in a notebook: one output updated in place with a bar, the metrics and a
- * loss sparkline. Outside a kernel it does nothing (or forwards to `fallback`, e.g. progressBar(process.stderr)).
+ * A live progress display in a notebook (src/notebook/display.ts LiveProgress): one output updated in
+ * place with a bar, the metrics and a loss sparkline. Outside a kernel it does nothing (or forwards to
+ * `fallback`, e.g. progressBar(process.stderr)).
  */
 export function notebookProgress(
-  o: { intervalMs?: number; fallback?: TrainCallback; display?: TslabDisplay } = {},
+  o: { intervalMs?: number; fallback?: TrainCallback; display?: Display } = {},
 ): TrainCallback {
-  const display = o.display ?? notebookDisplay();
-  if (!display) return o.fallback ?? {};
+  const live = new LiveProgress({ intervalMs: o.intervalMs, display: o.display });
+  if (!live.active) return o.fallback ?? {};
   let start = 0;
-  let last = 0;
   const losses: number[] = [];
-  const render = (m: StepMetrics) => {
-    const pct = m.totalSteps ? (100 * m.step) / m.totalSteps : 100;
-    const shown = losses.slice(-200);
-    const lo = Math.min(...shown);
-    const hi = Math.max(...shown);
-    const pts = shown
-      .map(
-        (v, i) =>
-          `${((i / Math.max(1, shown.length - 1)) * 200).toFixed(1)},${(38 - ((v - lo) / (hi - lo || 1)) * 36).toFixed(1)}`,
-      )
-      .join(" ");
-    display.html(
-      `<div style="font-family:monospace;font-size:12px">` +
-        `<div style="width:320px;height:10px;border:1px solid #888"><div style="width:${pct.toFixed(1)}%;height:100%;background:#4a8"></div></div>` +
-        `<div>${escapeHtml(progressLine(m, start, 0).replace(/^\[\] /, ""))}</div>` +
-        `<svg width="200" height="40"><polyline fill="none" stroke="#36c" points="${pts}"/></svg></div>`,
-    );
-  };
   return {
     onStart(info) {
       start = info.startStep;
     },
     onStep(m) {
       losses.push(m.loss);
-      const now = Date.now();
-      if (m.step !== m.totalSteps && now - last < (o.intervalMs ?? 250)) return;
-      last = now;
-      render(m);
+      live.update({ ...trainingView(m, start), sparkline: losses }, m.step === m.totalSteps);
     },
   };
 }
