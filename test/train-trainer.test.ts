@@ -15,9 +15,12 @@ import type { Dataset } from "../src/data/dataset";
 import { recordIODataset } from "../src/data/recordio";
 import { syntheticFaces } from "../src/data/synthetic";
 import { ArcFace } from "../src/losses/arcface";
+import { CosFace } from "../src/losses/cosface";
 import type { Head } from "../src/losses/head";
+import { PartialFC } from "../src/losses/partial-fc";
+import { convergence } from "../src/train/convergence";
 import type { OptimizerConfig } from "../src/train/optimizers";
-import { learningRate } from "../src/train/schedules";
+import { learningRate, type Schedule } from "../src/train/schedules";
 import { type StepMetrics, type TrainConfig, TrainingError, train } from "../src/train/trainer";
 
 const tmp = mkdtempSync(path.join(os.tmpdir(), "marginlab-trainer-"));
@@ -213,6 +216,71 @@ test("schedules: InsightFace polynomial warm-up, step, cosine", () => {
   assert.is(learningRate({ type: "polynomial", warmupSteps: 10 }, 0.1, 100, T), 0);
   assert.ok(Math.abs(learningRate({ type: "step", milestones: [30, 60] }, 0.1, 60, T) - 0.001) < 1e-15);
   assert.ok(Math.abs(learningRate({ type: "cosine", minLr: 0.01 }, 0.1, 50, T) - 0.055) < 1e-12);
+});
+
+test("warm-up + cosine and step decay drive every head step: the head's lr follows the backbone's", async () => {
+  const schedules: Schedule[] = [
+    { type: "cosine", warmupSteps: 2, minLr: 0.001 },
+    { type: "step", milestones: [3, 5], gamma: 0.5, warmupSteps: 1 },
+  ];
+  for (const schedule of schedules) {
+    for (const kind of ["autodiff", "fused", "partial-fc"] as const) {
+      const m = model();
+      const pfc =
+        kind === "partial-fc"
+          ? new PartialFC({
+              head: new CosFace({ numClasses: 6, embeddingDim: 8, seed: 2 }),
+              sampleRate: 0.5,
+              optimizer: { learningRate: 0.2 },
+            })
+          : undefined;
+      const seen: Array<[number, number]> = [];
+      const r = await train(
+        config(
+          {
+            steps: 6,
+            schedule,
+            regularizers: [],
+            headStep: pfc ?? (kind as "autodiff" | "fused"),
+            head: pfc ? undefined : m.head,
+            callbacks: [{ onStep: (s, ctx) => void seen.push([s.lr, ctx.headStep.learningRate]) }],
+          },
+          m,
+        ),
+      );
+      assert.is(r.headStep, kind);
+      seen.forEach(([lr, headLr], k) => {
+        const expected = learningRate(schedule, 0.05, k, 6);
+        assert.ok(Math.abs(lr - expected) < 1e-15, `${kind} ${schedule.type} step ${k}: lr ${lr} vs ${expected}`);
+        const ratio = pfc ? 0.2 / 0.05 : 1;
+        assert.ok(Math.abs(headLr - ratio * lr) < 1e-12, `${kind} ${schedule.type} step ${k}: head lr ${headLr}`);
+      });
+      assert.ok(r.history.every((h) => Number.isFinite(h.loss)));
+      m.backbone.dispose();
+      m.head.dispose();
+      pfc?.dispose();
+    }
+  }
+});
+
+test("convergence: mean loss of the last 10 % of steps against the 10 % before, relative", () => {
+  const losses = Array.from({ length: 100 }, (_, t) => ({ loss: 1 / (1 + t) }));
+  const r = convergence(losses);
+  const mean = (a: number, b: number) => {
+    let s = 0;
+    for (let t = a; t < b; t++) s += 1 / (1 + t);
+    return s / (b - a);
+  };
+  assert.is(r.window, 10);
+  assert.ok(Math.abs(r.before - mean(80, 90)) < 1e-15 && Math.abs(r.after - mean(90, 100)) < 1e-15);
+  assert.ok(Math.abs(r.relativeImprovement - (mean(80, 90) - mean(90, 100)) / mean(80, 90)) < 1e-15);
+  assert.ok(r.relativeImprovement > 0.1, "1/t is still falling at the end");
+  const plateau = convergence(Array.from({ length: 50 }, (_, t) => ({ loss: 2 + 0.01 * Math.sin(t * 2.1) })));
+  assert.ok(Math.abs(plateau.relativeImprovement) < 0.005, `plateau ${plateau.relativeImprovement}`);
+  assert.ok(convergence([{ loss: 1 }, { loss: 2 }]).relativeImprovement === -1, "a rising loss is negative");
+  assert.ok(Number.isNaN(convergence([{ loss: 1 }, { loss: Number.NaN }]).relativeImprovement));
+  assert.throws(() => convergence([{ loss: 1 }]), /history has 1 step; needs at least 2/);
+  assert.throws(() => convergence(losses, { fraction: 0.9 }), /fraction = 0.9 is not valid/);
 });
 
 test.run();
