@@ -135,6 +135,7 @@ export {
 } from "./train/callbacks";
 export { AutodiffHeadStep, type AutodiffHeadStepOptions } from "./train/autodiff-step";
 export { CheckpointError, type CheckpointState, readCheckpoint, resolveCheckpoint } from "./train/checkpoint";
+export { type ConvergenceReport, convergence } from "./train/convergence";
 export type { HeadStep, HeadStepKind, HeadStepResult, HeadStepState, PreparedHeadStep } from "./train/head-step";
 export { OPTIMIZERS, type OptimizerConfig } from "./train/optimizers";
 export { learningRate, SCHEDULES, type Schedule } from "./train/schedules";
@@ -154,4 +155,5 @@ export {
 
 // --- experiments and notebooks (src/notebook/display.ts, src/plots/inline.ts; ablations live in experiments/) ---
 export { LiveProgress, showFigure, showHtml, showMarkdown, showTable, tableHtml } from "./notebook/display";
+export { formatDuration, type ProgressView, progressHtml, progressText, TextProgress } from "./progress";
 export { inlineFigureHtml, plotlyLoaderScript } from "./plots/inline";

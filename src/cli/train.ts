@@ -27,7 +27,7 @@ const HELP = `usage: marginlab train [options]
              --head arcface|cosface|normface|softmax  --s 30 --m 0.5
   training   --steps 300 | --epochs N   --batch 64   --opt sgd|adamw   --lr 0.1   --wd 5e-4
              --schedule constant|cosine|polynomial|step  --warmup 0  --clip 5  --seed 0
-             --checkpoint <dir> --every 100 --resume <dir>
+             --checkpoint <dir> --every 100 --resume <dir>|<dir>/step-N|<dir>/latest (newest good one)
   evaluation --verify a.bin,b.bin   (InsightFace .bin sets; input size taken from --size)`;
 
 const NUMERIC = [
