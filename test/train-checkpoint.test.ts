@@ -24,7 +24,6 @@ import os from "node:os";
 import path from "node:path";
 import { test } from "uvu";
 import * as assert from "uvu/assert";
-import { createBackbone } from "../src/backbones";
 import type { Backbone } from "../src/backbones/backbone";
 import { tf } from "../src/backend";
 import type { Dataset } from "../src/data/dataset";
@@ -36,6 +35,7 @@ import { PartialFC } from "../src/losses/partial-fc";
 import { CheckpointError } from "../src/train/checkpoint";
 import type { HeadStep } from "../src/train/head-step";
 import { type StepMetrics, type TrainCallback, type TrainConfig, type TrainWarning, train } from "../src/train/trainer";
+import { smallBackbone } from "./train-helpers";
 
 const tmp = mkdtempSync(path.join(os.tmpdir(), "marginlab-checkpoint-"));
 let data: Dataset;
@@ -47,16 +47,7 @@ test.before(async () => {
 });
 test.after(() => rmSync(tmp, { recursive: true, force: true }));
 
-function backbone(): Backbone {
-  return createBackbone({
-    name: "iresnet",
-    inputShape: [16, 16, 1],
-    layers: [1, 1],
-    widths: [8, 16],
-    embeddingDim: D,
-    seed: 5,
-  });
-}
+const backbone = () => smallBackbone(D);
 
 interface Model {
   backbone: Backbone;
@@ -70,13 +61,15 @@ const wnorm = {
   fn: (w: Tensor2D) => tf.sum(tf.square(w)) as Scalar,
 };
 
+const arcFaceModel = (): Model => ({
+  backbone: backbone(),
+  head: new ArcFace({ numClasses: C, embeddingDim: D, s: 16, m: 0.3, seed: 6 }),
+});
+
 /** The three kinds, each as a function of fresh objects to a train config. */
 const kinds: Record<string, { model: () => Model; config: (m: Model) => Partial<TrainConfig> }> = {
   autodiff: {
-    model: () => ({
-      backbone: backbone(),
-      head: new ArcFace({ numClasses: C, embeddingDim: D, s: 16, m: 0.3, seed: 6 }),
-    }),
+    model: arcFaceModel,
     config: (m) => ({
       head: m.head,
       optimizer: { type: "adamw", lr: 0.01, weightDecay: 0.05 },
@@ -87,10 +80,7 @@ const kinds: Record<string, { model: () => Model; config: (m: Model) => Partial<
     }),
   },
   fused: {
-    model: () => ({
-      backbone: backbone(),
-      head: new ArcFace({ numClasses: C, embeddingDim: D, s: 16, m: 0.3, seed: 6 }),
-    }),
+    model: arcFaceModel,
     config: (m) => ({
       head: m.head,
       optimizer: { type: "sgd", lr: 0.05, momentum: 0.9, weightDecay: 5e-4 },

@@ -6,7 +6,6 @@
  */
 import { test } from "uvu";
 import * as assert from "uvu/assert";
-import { createBackbone } from "../src/backbones";
 import type { Backbone } from "../src/backbones/backbone";
 import { tf } from "../src/backend";
 import type { Dataset } from "../src/data/dataset";
@@ -16,8 +15,10 @@ import { CosFace } from "../src/losses/cosface";
 import { FusedHeadStep } from "../src/losses/fused-step";
 import { PartialFC } from "../src/losses/partial-fc";
 import { type TrainConfig, TrainingError, train } from "../src/train/trainer";
+import { smallBackbone } from "./train-helpers";
 
 let data: Dataset;
+
 const D = 8;
 const LR = 0.05;
 const WD = 5e-4;
@@ -26,17 +27,7 @@ test.before(async () => {
   data = await syntheticFaces({ identities: 6, imagesPerIdentity: 8, size: 16, channels: 1, seed: 3, cacheDir: false });
 });
 
-/** A small iResNet with BatchNorm: a second forward pass per step would show in its statistics. */
-function backbone(): Backbone {
-  return createBackbone({
-    name: "iresnet",
-    inputShape: [16, 16, 1],
-    layers: [1, 1],
-    widths: [8, 16],
-    embeddingDim: D,
-    seed: 5,
-  });
-}
+const backbone = () => smallBackbone(D);
 
 function close(a: ArrayLike<number>, b: ArrayLike<number>, what: string, rtol = 2e-3, atol = 2e-5): void {
   assert.is(a.length, b.length, `${what}: length`);

@@ -22,6 +22,7 @@ import { convergence } from "../src/train/convergence";
 import type { OptimizerConfig } from "../src/train/optimizers";
 import { learningRate, type Schedule } from "../src/train/schedules";
 import { type StepMetrics, type TrainConfig, TrainingError, train } from "../src/train/trainer";
+import { smallBackbone } from "./train-helpers";
 
 const tmp = mkdtempSync(path.join(os.tmpdir(), "marginlab-trainer-"));
 let data: Dataset;
@@ -32,14 +33,7 @@ test.before(async () => {
 test.after(() => rmSync(tmp, { recursive: true, force: true }));
 
 function model(): { backbone: Backbone; head: Head } {
-  const backbone = createBackbone({
-    name: "iresnet",
-    inputShape: [16, 16, 1],
-    layers: [1, 1],
-    widths: [8, 16],
-    embeddingDim: 8,
-    seed: 5,
-  });
+  const backbone = smallBackbone(8);
   const head = new ArcFace({ numClasses: 6, embeddingDim: 8, s: 16, m: 0.3, seed: 6 });
   return { backbone, head };
 }
