@@ -18,6 +18,8 @@ import { BatchStream, type PipelineOptions } from "../data/pipeline";
 import { FusedHeadStep } from "../losses/fused-step";
 import type { Scalar, Tensor1D, Tensor2D } from "../losses/head";
 import { PartialFC } from "../losses/partial-fc";
+import { NonFiniteLossError } from "../losses/validate";
+import type { HeadStepResult } from "./head-step";
 import { Optimizer, type OptimizerConfig, validateOptimizer } from "./optimizers";
 import { learningRate, type Schedule, validateSchedule } from "./schedules";
 import { checkHeadFits, TrainingError } from "./trainer";
@@ -104,7 +106,17 @@ export async function trainPartialFC(config: PartialFCTrainConfig): Promise<{ hi
           // a fresh tensor: the head's autodiff must not reach the backbone through the shared tape
           const detached = tf.tensor2d(emb.dataSync() as Float32Array, emb.shape) as Tensor2D;
           const h0 = performance.now();
-          const r = pfc.step(detached, labels, step);
+          let r: HeadStepResult;
+          try {
+            r = pfc.step(detached, labels, step);
+          } catch (e) {
+            if (!(e instanceof NonFiniteLossError)) throw e;
+            throw new TrainingError(
+              `Partial FC training stopped at step ${step + 1}: ${e.message}`,
+              step + 1,
+              undefined,
+            );
+          }
           headMs = performance.now() - h0;
           loss = r.loss;
           activeClasses = r.activeClasses;
