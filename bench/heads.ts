@@ -4,9 +4,9 @@
  *
  * marginlab cases:
  * - "fused": the loss-heads' ArcFace (src/losses/arcface.ts) stepped by FusedHeadStep
- *   (src/losses/fused-step.ts): the fused cosine/margin/cross-entropy core of partial-fc-core.ts, W and
- *   the momentum buffer kept in TensorFlow, the normalisation's projection folded into the update.
- * - "pfc": the same core driven by PartialFC with r = 1 (W on the host, rows updated there).
+ *   (src/losses/fused-step.ts): the fused margin kernel (src/losses/margin-kernel.ts), W and the momentum
+ *   buffer kept in TensorFlow, the normalisation's projection folded into the SGD rule.
+ * - "pfc": the same kernel driven by PartialFC with r = 1 (W on the host, moved to TensorFlow each step).
  * - "head": the same ArcFace through its own `loss` and tf.train.momentum (autodiff, a new W per step).
  * PyTorch peers (bench/peers/heads.py): arcface_torch's current margin code, and a lean variant.
  */

@@ -137,4 +137,33 @@ test("bad heads, options and batches are named errors", () => {
   for (const h of [head, learn, sub]) h.dispose();
 });
 
+test("NaN or Inf in embeddings: an error naming the rows, and nothing is updated (FusedHeadStep and PartialFC)", () => {
+  for (const make of [
+    (h: CosineHead) => new FusedHeadStep(h, OPT),
+    (h: CosineHead) => new PartialFC({ head: h, sampleRate: 0.5, optimizer: OPT }),
+  ]) {
+    const head = new ArcFace({ numClasses: C, embeddingDim: D, seed: 1 });
+    const step = make(head);
+    const rows = Array.from({ length: 4 }, (_, i) => Array.from({ length: D }, (_, k) => Math.sin(i + k)));
+    rows[1][3] = Number.NaN;
+    rows[3][0] = Number.POSITIVE_INFINITY;
+    const x = tf.tensor2d(rows) as T2;
+    const y = tf.tensor1d([0, 1, 2, 3], "int32") as T1;
+    const before = step instanceof PartialFC ? step.weightValues() : head.weight.dataSync().slice();
+    const tensors = tf.memory().numTensors;
+    assert.throws(
+      () => step.step(x, y, 0),
+      (e: Error) => e.name === "NonFiniteLossError" && e.message.includes("rows [1, 3]"),
+      `${step.kind}: names rows 1 and 3`,
+    );
+    assert.is(tf.memory().numTensors, tensors, `${step.kind}: no tensor left behind`);
+    const after = step instanceof PartialFC ? step.weightValues() : head.weight.dataSync();
+    assert.equal(Array.from(after), Array.from(before), `${step.kind}: W unchanged`);
+    assert.is((step as FusedHeadStep | PartialFC).steps, 0);
+    tf.dispose([x, y]);
+    step.dispose();
+    head.dispose();
+  }
+});
+
 test.run();

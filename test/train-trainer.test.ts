@@ -113,24 +113,36 @@ for (const optimizer of [
   });
 }
 
-test("a training step keeps tf.memory().numTensors constant (SGD and AdamW); nothing is left after training", async () => {
-  for (const optimizer of [
-    { type: "sgd", lr: 0.05 },
-    { type: "adamw", lr: 0.01 },
-  ] as OptimizerConfig[]) {
+test("a training step keeps tf.memory().numTensors constant (autodiff SGD and AdamW, fused); nothing is left after training", async () => {
+  for (const [optimizer, headStep] of [
+    [{ type: "sgd", lr: 0.05 }, "autodiff"],
+    [{ type: "adamw", lr: 0.01 }, "autodiff"],
+    [{ type: "sgd", lr: 0.05 }, "fused"],
+  ] as Array<[OptimizerConfig, "autodiff" | "fused"]>) {
+    const what = `${headStep} ${optimizer.type}`;
     const before = tf.memory().numTensors;
     const counts: number[] = [];
     const m = model();
     const afterModel = tf.memory().numTensors;
-    await train(
-      config({ optimizer, steps: 5, callbacks: [{ onStep: () => void counts.push(tf.memory().numTensors) }] }, m),
+    const r = await train(
+      config(
+        {
+          optimizer,
+          headStep,
+          regularizers: headStep === "fused" ? [] : [exclusive],
+          steps: 5,
+          callbacks: [{ onStep: () => void counts.push(tf.memory().numTensors) }],
+        },
+        m,
+      ),
     );
+    assert.is(r.headStep, headStep);
     assert.is(counts.length, 5);
     assert.ok(
       counts.every((c) => c === counts[0]),
-      `${optimizer.type}: tensor counts ${counts}`,
+      `${what}: tensor counts ${counts}`,
     );
-    assert.is(tf.memory().numTensors, afterModel, `${optimizer.type}: the optimizer state is freed`);
+    assert.is(tf.memory().numTensors, afterModel, `${what}: the optimizer state is freed`);
     m.backbone.dispose();
     m.head.dispose();
     assert.is(tf.memory().numTensors, before);

@@ -6,13 +6,8 @@
 import type { Scalar, Tensor, Tensor1D, Tensor2D, Variable } from "@tensorflow/tfjs-node";
 import { tf } from "../backend";
 import type { CosineHead, HeadOptions } from "./head";
-import {
-  cosineMarginLoss,
-  marginLogits,
-  marginSoftmaxCrossEntropy,
-  matMulWideT,
-  type TargetTransform,
-} from "./margin-softmax";
+import { type CosineMargin, cosineMarginLoss } from "./margin-kernel";
+import { marginLogits, marginSoftmaxCrossEntropy, matMulWideT, type TargetTransform } from "./margin-softmax";
 import { checkScale, DEFAULT_TARGET_PROBABILITY, type ScaleBound } from "./scale";
 import { l2NormalizeRows } from "./tensor-helpers";
 import { checkBatch, checkLabels, fail, requireBoolean, requireInteger, requireNumber, requireShape } from "./validate";
@@ -135,6 +130,16 @@ export abstract class CosineHeadBase implements CosineHead {
   protected abstract scaleValue(): number | Tensor;
   /** The margin on the target cosine; null for none (NormFace). */
   protected abstract targetTransform(): TargetTransform | null;
+
+  /** The margin as data: s (a learnable one read back now), the target transform, no filter. */
+  get margin(): CosineMargin {
+    let s = 0;
+    tf.tidy(() => {
+      const v = this.scaleValue();
+      s = typeof v === "number" ? v : v.dataSync()[0];
+    });
+    return { s, target: this.targetTransform(), filter: 0 };
+  }
 
   /** Reports a scale below the bound for numClasses (at construction, and when a learnable scale is read). */
   protected checkScaleBound(field: string, scale: number, kind: ScaleBound = "cosface"): void {

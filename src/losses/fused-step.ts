@@ -1,22 +1,23 @@
 /**
- * One training step of a margin head's weight with the fused core (./partial-fc-core) and W kept in
- * TensorFlow: the fast path for the full softmax (every class, every step), where PartialFC's host-side
- * rows would move all of W out of and back into TensorFlow each step.
+ * One training step of a cosine head's weight with the fused margin kernel (./margin-kernel) and W kept
+ * in TensorFlow: the fast path for the full softmax (every class, every step), where PartialFC's
+ * host-side rows would move all of W out of and back into TensorFlow each step.
  *
- * Per step: n = 1/|w| once ([C, D] -> [C]: W is never normalised as a [C, D] tensor); the fused forward
- * (one matmul, one [B, C] scaling pass, one scatter, TensorFlow's native softmax cross-entropy); H with the
- * target slopes folded in (one scatter); A = H^T x_hat (and dx_hat = H W when asked for); then PyTorch's
- * SGD (dampening 0, no Nesterov) with the normalisation's projection folded into the gradient:
- *   g = A - (n^2 (w . A) - wd) w;   m = mu m + g;   w -= lr m
- * in five [C, D] passes, written back into head.weight and the momentum buffer in place.
+ * Per step: the kernel's forward and backward on xs = s normalize(x) and the raw W (W is never normalised
+ * as a [C, D] tensor), then PyTorch's SGD (dampening 0, no Nesterov) with the normalisation's projection
+ * folded into the gradient as a per-row decay (src/train/optimizers.ts sgdUpdate; k_j = n_j^2 (w_j . A_j)):
+ *   g = A - (k - wd) w;   m = mu m + g;   w -= lr m
+ * written back into head.weight and the momentum buffer. The loss rows are read before the update, so a
+ * non-finite loss is an error naming the rows, and nothing is updated.
  */
 import { tf } from "../backend";
 import type { HeadStep, HeadStepResult, HeadStepState } from "../train/head-step";
+import { type SgdRule, sgdUpdate } from "../train/optimizers";
 import type { CosineHead, Tensor1D, Tensor2D, Variable } from "./head";
-import { fusedForwardBackward, meanLoss, probeLinearScale } from "./partial-fc-core";
+import { type CosineMargin, marginBackward, marginForward, meanLoss, projectionCoefficients } from "./margin-kernel";
 import { expectMeta, floatArray, metaCount, readArray } from "./step-state";
-import { NORM_EPS2, normalizeRows } from "./tensor-helpers";
-import { checkBatch, fail, rejectUnknown, requireBoolean, requireNumber } from "./validate";
+import { l2NormalizeRows } from "./tensor-helpers";
+import { checkBatch, checkFiniteLoss, fail, rejectUnknown, requireBoolean, requireNumber } from "./validate";
 
 const OWNER = "FusedHeadStep";
 
@@ -29,6 +30,8 @@ export interface FusedHeadStepOptions {
   weightDecay?: number;
   /** Report each sample's loss capped at -log(1e-30), as InsightFace does (default true). */
   lossCap?: boolean;
+  /** InsightFace's inter-class filter in [0, 1) (see CosineMargin.filter); default 0 (off). */
+  interclassFilter?: number;
 }
 
 export interface FusedUpdateResult {
@@ -40,8 +43,8 @@ export interface FusedUpdateResult {
 export class FusedHeadStep implements HeadStep {
   readonly kind = "fused" as const;
   readonly head: CosineHead;
-  /** The head's non-target scale s (probed: non-target logits must be s cos). */
-  readonly scale: number;
+  /** The head's margin (its scale s, target transform), with this step's inter-class filter. */
+  readonly margin: CosineMargin;
   readonly momentum: number;
   readonly weightDecay: number;
   readonly lossCap: boolean;
@@ -50,11 +53,16 @@ export class FusedHeadStep implements HeadStep {
   private stepCount = 0;
 
   constructor(head: CosineHead, options: FusedHeadStepOptions = {}) {
-    if (!head || typeof head.logitsFromCosine !== "function")
-      fail(OWNER, "head", head === undefined ? undefined : typeof head, "must be a CosineHead (with logitsFromCosine)");
+    if (!head || typeof head.margin !== "object")
+      fail(OWNER, "head", head === undefined ? undefined : typeof head, "must be a CosineHead (with a margin)");
     if (options === null || typeof options !== "object")
-      fail(OWNER, "options", options, "must be an object { learningRate, momentum, weightDecay, lossCap }");
-    rejectUnknown(OWNER, options, ["learningRate", "momentum", "weightDecay", "lossCap"]);
+      fail(
+        OWNER,
+        "options",
+        options,
+        "must be an object { learningRate, momentum, weightDecay, lossCap, interclassFilter }",
+      );
+    rejectUnknown(OWNER, options, ["learningRate", "momentum", "weightDecay", "lossCap", "interclassFilter"]);
     if (head.trainableVariables().length !== 1)
       fail(OWNER, "head.trainableVariables().length", head.trainableVariables().length, "must be 1 (the weight)");
     if (head.weight.shape[0] !== head.numClasses)
@@ -64,16 +72,9 @@ export class FusedHeadStep implements HeadStep {
         head.constructor.name,
         `must have one row per class (weight rows ${head.weight.shape[0]}, numClasses ${head.numClasses}); sub-centre heads are not supported`,
       );
-    const s = probeLinearScale(head);
-    if (s === null)
-      fail(
-        OWNER,
-        "head",
-        head.constructor.name,
-        "needs non-target logits s * cos with a constant s (NormFace, CosFace, ArcFace, CombinedMargin)",
-      );
     this.head = head;
-    this.scale = s;
+    const filter = requireNumber(OWNER, "interclassFilter", options.interclassFilter ?? 0, 0, 1, false, true);
+    this.margin = { ...head.margin, filter };
     this.learningRate = requireNumber(OWNER, "learningRate", options.learningRate ?? 0.1, 0, Infinity, true);
     this.momentum = requireNumber(OWNER, "momentum", options.momentum ?? 0.9, 0, 1, false, true);
     this.weightDecay = requireNumber(OWNER, "weightDecay", options.weightDecay ?? 5e-4, 0, Infinity);
@@ -99,6 +100,10 @@ export class FusedHeadStep implements HeadStep {
     return this.buffer.clone() as Tensor2D;
   }
 
+  private rule(): SgdRule {
+    return { lr: this.learningRate, momentum: this.momentum, weightDecay: this.weightDecay };
+  }
+
   /** HeadStep: one update with dLoss/d(embeddings) for the backbone (`step` is not needed: the rule has no schedule). */
   step(embeddings: Tensor2D, labels: Tensor1D, _step?: number): HeadStepResult {
     const r = this.update(embeddings, labels, { embeddingGrad: true });
@@ -112,35 +117,36 @@ export class FusedHeadStep implements HeadStep {
   update(embeddings: Tensor2D, labels: Tensor1D, options: { embeddingGrad?: boolean } = {}): FusedUpdateResult {
     checkBatch(OWNER, embeddings, labels, this.head.numClasses, this.head.embeddingDim);
     const want = options.embeddingGrad === true;
-    const { learningRate: lr, momentum: mu, weightDecay: wd, scale: s } = this;
-    const w = this.head.weight;
-    // three scopes, so that the [C, D] temporaries of one die before the next allocates its own
-    const [rows, a, n2, embGrad] = tf.tidy(() => {
-      const xHat = normalizeRows(embeddings);
-      const ss = tf.sum(tf.square(w), 1, true); // [C, 1]
-      const n2 = tf.div(tf.cast(tf.greaterEqual(ss, NORM_EPS2), "float32"), tf.maximum(ss, NORM_EPS2)); // 0 for zero rows
-      const n = tf.rsqrt(tf.maximum(tf.reshape(ss, [-1]), NORM_EPS2)) as Tensor1D;
+    const { s, target, filter } = this.margin;
+    const w = this.head.weight as unknown as Tensor2D;
+    const scaled = (e: Tensor2D) => tf.mul(l2NormalizeRows(e, true), s) as Tensor2D;
+    // two scopes, so that the [B, C] temporaries of the kernel die before the update allocates [C, D] ones
+    const [rows, a, k, embGrad] = tf.tidy(() => {
       const y = labels.dtype === "int32" ? labels : (tf.cast(labels, "int32") as Tensor1D);
-      const f = fusedForwardBackward(this.head, s, xHat, w as unknown as Tensor2D, y, n);
-      // the targets' own slopes: H[i, y_i] += delta_i (one [B, C] scatter instead of a [C, D] pass)
-      const h = tf.tensorScatterUpdate(f.h, f.idx, tf.add(tf.gatherND(f.h, f.idx), f.delta)) as Tensor2D;
-      const dXHat = want ? (tf.matMul(h, w) as Tensor2D) : null;
-      const embGrad = dXHat ? (tf.grad((x) => normalizeRows(x as Tensor2D))(embeddings, dXHat) as Tensor2D) : null;
-      const a = tf.matMul(h, xHat, true, false); // A = dL/dW_hat, [C, D]
-      return embGrad ? [f.rows, a, n2, embGrad] : [f.rows, a, n2];
+      const xs = scaled(embeddings);
+      const f = marginForward(xs, w, y, s, target, filter);
+      const bw = marginBackward(xs, w, f, 1, want);
+      const k = projectionCoefficients(w, bw.a, f);
+      const embGrad = bw.dXs ? (tf.grad((e) => scaled(e as Tensor2D))(embeddings, bw.dXs) as Tensor2D) : null;
+      return embGrad ? [f.rows, bw.a, k, embGrad] : [f.rows, bw.a, k];
     }) as [Tensor1D, Tensor2D, Tensor2D, Tensor2D?];
-    // projection through the normalisation (rows with |w| < 1e-12 are linear there: A passes unchanged)
-    const m = tf.tidy(() => {
-      const coef = tf.sub(tf.mul(tf.sum(tf.mul(w, a), 1, true), n2), wd); // [C, 1]
-      return tf.add(tf.mul(this.buffer, mu), tf.sub(a, tf.mul(w, coef)));
-    });
-    tf.dispose([a, n2]);
-    this.buffer.assign(m);
-    m.dispose();
-    tf.tidy(() => w.assign(tf.sub(w, tf.mul(this.buffer, lr))));
-    const loss = meanLoss(rows.dataSync(), this.lossCap);
+    const lossRows = rows.dataSync();
     rows.dispose();
+    try {
+      checkFiniteLoss(OWNER, lossRows, "head.weight was not updated");
+    } catch (e) {
+      tf.dispose([a, k, embGrad ?? []]);
+      throw e;
+    }
+    // PyTorch's SGD on dW = A - k w (the projection folded into the rule's per-row decay)
+    const negK = tf.neg(k);
+    const next = sgdUpdate(w, a, this.buffer, this.rule(), negK);
+    tf.dispose([a, k, negK]);
+    this.buffer.assign(next.buffer as Tensor2D);
+    this.head.weight.assign(next.param as Tensor2D);
+    tf.dispose([next.param, next.buffer as Tensor2D]);
     this.stepCount++;
+    const loss = meanLoss(lossRows, this.lossCap);
     return embGrad ? { loss, embeddingGrad: embGrad } : { loss };
   }
 

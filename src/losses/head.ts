@@ -3,6 +3,7 @@
  * W is [numClasses, embeddingDim]: row c is the centre of class c. Losses are means over the batch.
  */
 import type { tf } from "../backend";
+import type { CosineMargin } from "./margin-kernel";
 
 type Tensor1D = import("@tensorflow/tfjs-node").Tensor1D;
 type Tensor2D = import("@tensorflow/tfjs-node").Tensor2D;
@@ -43,6 +44,12 @@ export interface Head {
  * margins). PartialFC computes cosines against a sampled subset of W and hands them to these.
  */
 export interface CosineHead extends Head {
+  /**
+   * The margin as data (scale, target transform with its slope, inter-class filter): what the fused kernel
+   * (./margin-kernel), FusedHeadStep and PartialFC compute the loss from. A learnable scale is read as its
+   * value now.
+   */
+  readonly margin: CosineMargin;
   /**
    * The scaled, margin-modified logits from precomputed cosines [B, C'] (already clipped to [-1, 1]);
    * labels index columns of `cosine`.

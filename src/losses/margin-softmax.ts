@@ -15,9 +15,8 @@
  * The clip of the target cosine passes its gradient straight through (it only removes rounding
  * overshoot past +-1; the true cosine never leaves [-1, 1]).
  *
- * `cosineMarginLoss` fuses one step further for heads whose cosines come straight from x and W: it never
- * builds the normalised copy of W ([C, D]); it scales the [B, C] product by 1/|w_j| instead, and applies
- * the normalisation's gradient as one per-row correction of dW.
+ * These take X given. Heads whose cosines come straight from x and W use ./margin-kernel instead, which
+ * never builds the normalised copy of W.
  */
 import type { GradSaveFunc, Scalar, Tensor, Tensor1D, Tensor2D } from "@tensorflow/tfjs-node";
 import { backendInfo, tf } from "../backend";
@@ -161,78 +160,6 @@ export function matMulWideT(a: Tensor2D, w: Tensor2D, colScale?: Tensor): Tensor
   }
   const zt = tf.matMul(w, a, false, true);
   return tf.transpose(colScale ? tf.mul(zt, tf.reshape(colScale, [-1, 1])) : zt) as Tensor2D;
-}
-
-/**
- * The fused step of the cosine heads: mean softmax-CE of s * X' where X = cos(x, W) and X' has the
- * margin on the target column. Inputs: `xs` = s * normalize(x) ([B, D]; the caller folds the scale
- * into the small matrix, so that its gradient reaches s and x by ordinary autograd), W [C, D] raw (never
- * normalised as a matrix: z = (xs W^T) * n, n_j = 1 / max(|w_j|, 1e-12)), and `scale` again (number,
- * scalar or [B] tensor) to read the target cosines back as z_y / s. Gradient wrt W, with H = dLoss/dz * n
- * and A = H^T xs:  dW_j = A_j - n_j^2 (A_j . w_j) w_j  (the second term only where |w_j| > 1e-12, as
- * torch's F.normalize); wrt a tensor scale, the explicit part (t - c T'(c)) dLoss/dz_y of the target entry.
- * Large temporaries: [C, D] only the gradient itself (A, the row-scaled W, their difference); norms are
- * einsum reductions.
- */
-export function cosineMarginLoss(
-  xs: Tensor2D,
-  weight: Tensor2D,
-  labels: Tensor1D,
-  scale: number | Tensor,
-  target: TargetTransform | null,
-): Scalar {
-  const b = xs.shape[0];
-  const scaleIsTensor = typeof scale !== "number";
-  const fn = tf.customGrad((...args: (Tensor | GradSaveFunc)[]) => {
-    const xIn = args[0] as Tensor2D;
-    const wIn = args[1] as Tensor2D;
-    const sIn = scaleIsTensor ? (args[2] as Tensor) : (scale as number);
-    const save = args[args.length - 1] as GradSaveFunc;
-    // |w_j|^2 by einsum: a read-only reduction (square + sum would write a [C, D] temporary)
-    const sq = tf.einsum("cd,cd->c", wIn, wIn);
-    const n = tf.rsqrt(tf.maximum(sq, 1e-24)); // [C]
-    const z = matMulWideT(xIn, wIn, n);
-    const idx = targetIndices(labels);
-    const { row } = scaleShapes(sIn, b);
-    const zy = tf.gatherND(z, idx) as Tensor1D;
-    // c = z_y / s (s = 0 only for SphereFace's zero embeddings, where z_y = 0 too)
-    const c = tf.clipByValue(tf.div(zy, typeof row === "number" ? row : tf.maximum(row, 1e-30)), -1, 1) as Tensor1D;
-    const { value: t, slope } = target ? target(c) : { value: c, slope: null };
-    const zMod = target ? (tf.tensorScatterUpdate(z, idx, tf.mul(t, row)) as Tensor2D) : z;
-    const [rows, backprop] = softmaxCrossEntropyRows(zMod, labels);
-    const value = tf.mean(rows) as Scalar;
-    const toSave: Tensor[] = [xIn, wIn, n, sq, backprop, idx, slope ?? tf.ones([b])];
-    if (scaleIsTensor) toSave.push(t, c, sIn as Tensor);
-    save(toSave);
-    return {
-      value,
-      gradFunc: (dy: Scalar, saved: Tensor[]) => {
-        const [xS, wS, nS, sqS, bp, idxS, slopeS] = saved as Tensor2D[];
-        const g = tf.div(dy, b);
-        // H = dLoss/dzraw = g (p - onehot) n, in one [B, C] pass; the target entries times the slope
-        let H = tf.mul(bp, tf.mul(nS, g)) as Tensor2D;
-        const hY = target || scaleIsTensor ? tf.gatherND(H, idxS) : null;
-        if (target && slope) H = tf.tensorScatterUpdate(H, idxS, tf.mul(hY as Tensor, slopeS)) as Tensor2D;
-        const dX = tf.matMul(H, wS);
-        const A = tf.matMul(H, xS, true, false); // [C, D]
-        // normalisation: dW_j = A_j - n_j^2 (A_j . w_j) w_j (zero where the 1e-12 floor is active)
-        const k = tf.where(
-          tf.greater(sqS, 1e-24),
-          tf.mul(tf.einsum("cd,cd->c", A, wS), tf.square(nS)),
-          tf.zerosLike(sqS),
-        );
-        const dW = tf.sub(A, tf.mul(wS, tf.reshape(k, [-1, 1])));
-        if (!scaleIsTensor) return [dX, dW];
-        const [tS, cS, sVal] = saved.slice(7);
-        // explicit d(s T(z_y / s))/ds = T - c T', times dLoss/dz_y = H_y / n_y
-        const nY = tf.gather(nS, tf.cast(labels, "int32"));
-        const dsRows = tf.mul(tf.div(hY as Tensor, nY), tf.sub(tS, tf.mul(cS, slopeS)));
-        const dS = sVal.rank === 0 ? tf.sum(dsRows) : tf.reshape(dsRows, sVal.shape);
-        return [dX, dW, dS];
-      },
-    };
-  });
-  return (scaleIsTensor ? fn(xs, weight, scale as Tensor) : fn(xs, weight)) as Scalar;
 }
 
 /**

@@ -20,7 +20,8 @@ import type { Scalar, Tensor, Tensor1D, Tensor2D, Variable } from "@tensorflow/t
 import { tf } from "../backend";
 import { COMMON_OPTION_KEYS, type CommonHeadOptions, checkCommon, checkInitialWeight, makeWeight } from "./cosine-head";
 import type { Head } from "./head";
-import { cosineMarginLoss, marginLogits, matMulWideT, type TargetTransform } from "./margin-softmax";
+import { cosineMarginLoss } from "./margin-kernel";
+import { marginLogits, matMulWideT, type TargetTransform } from "./margin-softmax";
 import { l2NormalizeRows, rowNorms } from "./tensor-helpers";
 import {
   checkBatch,

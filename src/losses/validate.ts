@@ -128,3 +128,30 @@ export function checkLabels(owner: string, labels: unknown, batch: number, numCl
       fail(owner, `labels[${i}]`, v, `must be in [0, ${numClasses - 1}] (numClasses = ${numClasses})`);
   }
 }
+
+/** A batch whose loss is not finite (NaN or Inf in some embeddings, or in W); `rows` are the batch rows. */
+export class NonFiniteLossError extends Error {
+  override name = "NonFiniteLossError";
+  constructor(
+    message: string,
+    readonly rows: number[],
+  ) {
+    super(message);
+  }
+}
+
+/**
+ * Throws a NonFiniteLossError naming the rows whose loss is not finite; `consequence` says what was not
+ * done. Reads only the loss rows a step reads anyway.
+ */
+export function checkFiniteLoss(owner: string, rows: ArrayLike<number>, consequence: string): void {
+  const bad: number[] = [];
+  for (let i = 0; i < rows.length; i++) if (!Number.isFinite(rows[i])) bad.push(i);
+  if (bad.length === 0) return;
+  const shown =
+    bad.length > 10 ? `${bad.slice(0, 10).join(", ")}, ... (${bad.length} of ${rows.length})` : bad.join(", ");
+  throw new NonFiniteLossError(
+    `${owner}: the loss of embeddings rows [${shown}] is ${rows[bad[0]]}: NaN or Inf in those embeddings (or in W); ${consequence}`,
+    bad,
+  );
+}

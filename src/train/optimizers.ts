@@ -1,7 +1,8 @@
 /**
  * Optimizers with PyTorch semantics and inspectable state (tfjs' own optimizers have no AdamW and
  * their state is awkward to checkpoint). The learning rate is passed per step (schedules.ts).
- * - SGD: g += wd * p; buf = momentum * buf + g; p -= lr * (nesterov ? g + momentum * buf : buf).
+ * - SGD (`sgdUpdate`, the one rule every head step uses too): g += wd * p; buf = momentum * buf + g;
+ *   p -= lr * (nesterov ? g + momentum * buf : buf).
  * - AdamW (Loshchilov & Hutter; torch.optim.AdamW): p *= 1 - lr * wd; Adam update with bias correction.
  * Weight decay is per variable group (backbone / head), as InsightFace's two parameter groups.
  */
@@ -37,6 +38,39 @@ export function validateOptimizer(o: OptimizerConfig): void {
     if (o.beta2 !== undefined) checkNumber("optimizer.beta2", o.beta2, 0, 0.999999999);
     if (o.epsilon !== undefined) checkNumber("optimizer.epsilon", o.epsilon, 0, 1);
   }
+}
+
+/** PyTorch's torch.optim.SGD hyper-parameters (dampening 0). */
+export interface SgdRule {
+  lr: number;
+  momentum: number;
+  weightDecay: number;
+  nesterov?: boolean;
+}
+
+/**
+ * The one SGD rule of marginlab (torch.optim.SGD, dampening 0): d = g + wd p; buf = momentum buf + d;
+ * p -= lr (nesterov ? d + momentum buf : buf). Used by Optimizer.apply, FusedHeadStep and PartialFC.
+ * `rowDecay` ([rows, 1], optional) adds a per-row multiple of p to the gradient: d = g + (wd + rowDecay) p.
+ * The head steps pass -k, the normalisation's projection dW = A - k W, so that the projected gradient is
+ * never formed as its own [C, D] pass. `buffer` null: no momentum. Returns new tensors (caller assigns).
+ */
+export function sgdUpdate(
+  param: Tensor,
+  grad: Tensor,
+  buffer: Tensor | null,
+  rule: SgdRule,
+  rowDecay?: Tensor,
+): { param: Tensor; buffer: Tensor | null } {
+  const out = tf.tidy(() => {
+    const decay = rowDecay ? tf.add(rowDecay, rule.weightDecay) : rule.weightDecay;
+    const d = decay === 0 ? grad : tf.add(grad, tf.mul(param, decay));
+    if (rule.momentum === 0 || buffer === null) return [tf.sub(param, tf.mul(d, rule.lr))];
+    const nb = tf.add(tf.mul(buffer, rule.momentum), d);
+    const step = rule.nesterov ? tf.add(d, tf.mul(nb, rule.momentum)) : nb;
+    return [tf.sub(param, tf.mul(step, rule.lr)), nb];
+  });
+  return { param: out[0], buffer: out[1] ?? null };
 }
 
 export interface ParamGroup {
@@ -76,16 +110,10 @@ export class Optimizer {
           const slots = this.slots[k];
           k++;
           if (c.type === "sgd") {
-            const mu = c.momentum ?? 0.9;
-            const d = g.weightDecay ? tf.add(grad, tf.mul(p, g.weightDecay)) : grad;
-            let upd = d;
-            if (mu > 0) {
-              const buf = slots[0];
-              const nb = tf.add(tf.mul(buf, mu), d);
-              buf.assign(nb);
-              upd = c.nesterov ? tf.add(d, tf.mul(nb, mu)) : nb;
-            }
-            p.assign(tf.sub(p, tf.mul(upd, lr)));
+            const rule = { lr, momentum: c.momentum ?? 0.9, weightDecay: g.weightDecay, nesterov: c.nesterov };
+            const next = sgdUpdate(p, grad, slots[0] ?? null, rule);
+            if (next.buffer) slots[0].assign(next.buffer);
+            p.assign(next.param);
           } else {
             const b1 = c.beta1 ?? 0.9;
             const b2 = c.beta2 ?? 0.999;

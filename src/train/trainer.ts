@@ -24,7 +24,7 @@ import { BatchStream, type DataPosition, type PipelineOptions, validatePipeline 
 import { Rng } from "../data/rng";
 import { FusedHeadStep } from "../losses/fused-step";
 import type { CosineHead, Head, Scalar, Tensor1D, Tensor2D } from "../losses/head";
-import { LossConfigError } from "../losses/validate";
+import { LossConfigError, NonFiniteLossError } from "../losses/validate";
 import { AutodiffHeadStep, type Regularizer } from "./autodiff-step";
 import { CheckpointError, type CheckpointTensor, resolveCheckpoint, saveCheckpoint } from "./checkpoint";
 import type { HeadStep, HeadStepResult, PreparedHeadStep, StateArray } from "./head-step";
@@ -414,23 +414,38 @@ export async function train(config: TrainConfig): Promise<TrainResult> {
       headStep.learningRate = headLr(lr);
       let result: HeadStepResult | PreparedHeadStep | undefined;
       let headMs = 0;
-      const { grads, norm } = tf.tidy(() => {
-        const x = tf.tensor4d(batch.x, batch.shape) as Tensor4D;
-        const labels = tf.tensor1d(batch.labels, "int32") as Tensor1D;
-        const { grads } = tf.variableGrads(() => {
-          const emb = backbone.apply(x, true) as Tensor2D;
-          const h0 = performance.now();
-          result = untaped(() =>
-            headStep.prepare ? headStep.prepare(emb, labels, step) : headStep.step(emb, labels, step),
-          );
-          headMs = performance.now() - h0;
-          return tf.sum(tf.mul(emb, result.embeddingGrad)) as Scalar;
-        }, bbTrainable);
-        const list = bbTrainable.map((v) => grads[v.name]);
-        const r = result as HeadStepResult | PreparedHeadStep;
-        const clipped = clipAll && "pendingGrads" in r ? [...list, ...r.pendingGrads] : list;
-        return { grads: list, norm: tf.sqrt(tf.addN(clipped.map((g) => tf.sum(tf.square(g))))) as Scalar };
-      });
+      // one place for a non-finite step: the loss, the gradient norm, or a step that refused its batch
+      const nonFinite = (what: string, applied: string) =>
+        new TrainingError(
+          `Training stopped at step ${step + 1} (epoch ${batch.epoch}, batch ${batch.batch}): ${what}; ${applied}. ` +
+            `${lastCheckpoint ? `The last good checkpoint is ${lastCheckpoint}.` : "No checkpoint was written."} Lower the learning rate, add clipGradNorm, or check the head's settings.`,
+          step + 1,
+          lastCheckpoint,
+        );
+      let computed: { grads: Tensor[]; norm: Scalar };
+      try {
+        computed = tf.tidy(() => {
+          const x = tf.tensor4d(batch.x, batch.shape) as Tensor4D;
+          const labels = tf.tensor1d(batch.labels, "int32") as Tensor1D;
+          const { grads } = tf.variableGrads(() => {
+            const emb = backbone.apply(x, true) as Tensor2D;
+            const h0 = performance.now();
+            result = untaped(() =>
+              headStep.prepare ? headStep.prepare(emb, labels, step) : headStep.step(emb, labels, step),
+            );
+            headMs = performance.now() - h0;
+            return tf.sum(tf.mul(emb, result.embeddingGrad)) as Scalar;
+          }, bbTrainable);
+          const list = bbTrainable.map((v) => grads[v.name]);
+          const r = result as HeadStepResult | PreparedHeadStep;
+          const clipped = clipAll && "pendingGrads" in r ? [...list, ...r.pendingGrads] : list;
+          return { grads: list, norm: tf.sqrt(tf.addN(clipped.map((g) => tf.sum(tf.square(g))))) as Scalar };
+        });
+      } catch (e) {
+        if (e instanceof NonFiniteLossError) throw nonFinite(e.message, "the backbone update was not applied");
+        throw e;
+      }
+      const { grads, norm } = computed;
       const r = result!;
       const prepared = "apply" in r ? r : undefined;
       const normV = norm.dataSync()[0];
@@ -442,16 +457,13 @@ export async function train(config: TrainConfig): Promise<TrainResult> {
         prepared?.discard();
         tf.dispose(grads);
         const what = !Number.isFinite(lossV)
-          ? `loss is ${lossV} (head loss ${headLoss}${Object.keys(terms).length ? `, regularizers ${JSON.stringify(terms)}` : ""})`
-          : `gradient norm is ${normV}`;
-        const applied = prepared
-          ? "the update was not applied"
-          : `the ${headStep.kind} head step had already updated its class centres, the backbone update was not applied`;
-        throw new TrainingError(
-          `Training stopped at step ${step + 1} (epoch ${batch.epoch}, batch ${batch.batch}): the ${what}; ${applied}. ` +
-            `${lastCheckpoint ? `The last good checkpoint is ${lastCheckpoint}.` : "No checkpoint was written."} Lower the learning rate, add clipGradNorm, or check the head's settings.`,
-          step + 1,
-          lastCheckpoint,
+          ? `the loss is ${lossV} (head loss ${headLoss}${Object.keys(terms).length ? `, regularizers ${JSON.stringify(terms)}` : ""})`
+          : `the gradient norm is ${normV}`;
+        throw nonFinite(
+          what,
+          prepared
+            ? "the update was not applied"
+            : `the ${headStep.kind} head step had already updated its class centres, the backbone update was not applied`,
         );
       }
       let scale = 1;

@@ -1,0 +1,62 @@
+// The one SGD rule (src/train/optimizers.ts sgdUpdate), which Optimizer.apply, FusedHeadStep and PartialFC
+// use, against torch.optim.SGD's trajectories (test/fixtures/sgd-torch.json, scripts/reference/sgd_torch.py).
+import { test } from "uvu";
+import * as assert from "uvu/assert";
+import { tf } from "../src/backend";
+import { Optimizer, sgdUpdate } from "../src/train/optimizers";
+import fixture from "./fixtures/sgd-torch.json";
+
+type Case = (typeof fixture.cases)[number];
+
+function close(a: ArrayLike<number>, b: ArrayLike<number>, what: string): void {
+  assert.is(a.length, b.length, `${what}: length`);
+  for (let i = 0; i < a.length; i++)
+    if (!(Math.abs(a[i] - b[i]) <= 1e-6 + 1e-5 * Math.abs(b[i])))
+      assert.unreachable(`${what}[${i}]: ${a[i]} vs ${b[i]}`);
+}
+
+for (const c of fixture.cases as Case[]) {
+  test(`sgdUpdate follows torch.optim.SGD: ${c.name}`, () => {
+    let p = tf.tensor2d(c.p0, [3, 4]);
+    let buf: import("@tensorflow/tfjs-node").Tensor | null = c.momentum > 0 ? tf.zeros([3, 4]) : null;
+    const rowDecay = c.rowDecay ? tf.tensor2d(c.rowDecay, [3, 1]) : undefined;
+    c.grads.forEach((g, t) => {
+      const grad = tf.tensor2d(g, [3, 4]);
+      const rule = { lr: c.lrs[t], momentum: c.momentum, weightDecay: c.weightDecay, nesterov: c.nesterov };
+      const next = sgdUpdate(p, grad, buf, rule, rowDecay);
+      tf.dispose([p, grad, buf ?? []]);
+      p = next.param as typeof p;
+      buf = next.buffer;
+      close(p.dataSync(), c.params[t], `${c.name} step ${t} param`);
+      if (c.buffers[t])
+        close(
+          (buf as import("@tensorflow/tfjs-node").Tensor).dataSync(),
+          c.buffers[t] as number[],
+          `${c.name} step ${t} buffer`,
+        );
+    });
+    tf.dispose([p, buf ?? [], rowDecay ?? []]);
+  });
+}
+
+test("Optimizer.apply (SGD) takes the same trajectory, and its momentum slot is the buffer", () => {
+  for (const c of (fixture.cases as Case[]).filter((k) => !k.rowDecay)) {
+    const v = tf.variable(tf.tensor2d(c.p0, [3, 4]));
+    const opt = new Optimizer(
+      { type: "sgd", lr: c.lrs[0], momentum: c.momentum, nesterov: c.nesterov, weightDecay: c.weightDecay },
+      [{ variables: [v], weightDecay: c.weightDecay }],
+    );
+    c.grads.forEach((g, t) => {
+      const grad = tf.tensor2d(g, [3, 4]);
+      opt.apply([grad], c.lrs[t]);
+      grad.dispose();
+      close(v.dataSync(), c.params[t], `${c.name} step ${t} param`);
+      if (c.buffers[t])
+        close(opt.stateVariables()[0].dataSync(), c.buffers[t] as number[], `${c.name} step ${t} buffer`);
+    });
+    opt.dispose();
+    v.dispose();
+  }
+});
+
+test.run();
