@@ -256,6 +256,19 @@ test("a corrupt state.json or manifest.json is refused, naming the file", async 
   await refuses(dir, path.join(dir, "step-00000002"), manifest, /is not valid JSON/);
 });
 
+test("a checkpoint of another kind of head step is refused, naming the checkpoint", async () => {
+  const dir = await checkpoints("kind");
+  const m = kinds.fused.model();
+  let err: unknown;
+  await train(config(m, "fused", { headStep: "autodiff", resume: dir })).catch((e) => {
+    err = e;
+  });
+  assert.instance(err, CheckpointError);
+  assert.is((err as CheckpointError).path, path.join(dir, "step-00000004"));
+  assert.match((err as Error).message, /written by a fused head step, this run trains with the autodiff step/);
+  dispose(m);
+});
+
 test('"<dir>/latest" resumes from the older good checkpoint when the newest is damaged, and says so', async () => {
   const dir = await checkpoints("fallback");
   const bad = path.join(dir, "step-00000004", "tensors.bin");

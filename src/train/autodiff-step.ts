@@ -6,6 +6,8 @@
  */
 import { tf } from "../backend";
 import type { Head, Scalar, Tensor1D, Tensor2D, Variable } from "../losses/head";
+import { floatArray, intArray, metaCount, readArray } from "../losses/step-state";
+import { fail } from "../losses/validate";
 import type { HeadStep, HeadStepResult, HeadStepState, PreparedHeadStep, StateArray } from "./head-step";
 import { Optimizer, type OptimizerConfig } from "./optimizers";
 
@@ -33,11 +35,12 @@ function headVariables(head: Head): Variable[] {
   return vars.includes(head.weight) ? vars : [head.weight, ...vars];
 }
 
-function arrayOf(t: Tensor): StateArray {
-  const dtype = t.dtype === "int32" ? "int32" : "float32";
-  const data = t.dataSync();
-  return { dtype, shape: [...t.shape], data: dtype === "int32" ? Int32Array.from(data) : Float32Array.from(data) };
+/** A copy of a tensor's values as a state array (checkpoints hold these). */
+export function tensorState(t: Tensor): StateArray {
+  return t.dtype === "int32" ? intArray(t.dataSync(), t.shape) : floatArray(t.dataSync(), t.shape);
 }
+
+const OWNER = "AutodiffHeadStep";
 
 export class AutodiffHeadStep implements HeadStep {
   readonly kind = "autodiff" as const;
@@ -133,42 +136,32 @@ export class AutodiffHeadStep implements HeadStep {
     return { loss, headLoss, terms, embeddingGrad, activeClasses };
   }
 
+  /** What the state holds, by name: the head's variables, then the optimizer's slots. */
+  private stateTargets(): Array<[string, Variable]> {
+    return [
+      ...headVariables(this.head).map((v, k): [string, Variable] => [`variable/${k}`, v]),
+      ...this.optimizer.stateVariables().map((v, k): [string, Variable] => [`slot/${k}`, v]),
+    ];
+  }
+
   saveState(): HeadStepState {
     const arrays: Record<string, StateArray> = {};
-    headVariables(this.head).forEach((v, k) => {
-      arrays[`variable/${k}`] = arrayOf(v);
-    });
-    this.optimizer.stateVariables().forEach((v, k) => {
-      arrays[`slot/${k}`] = arrayOf(v);
-    });
+    for (const [name, v] of this.stateTargets()) arrays[name] = tensorState(v);
     return { arrays, meta: { optimizerStep: this.optimizer.step } };
   }
 
   loadState(state: HeadStepState): void {
-    const targets: Array<[string, Variable]> = [
-      ...headVariables(this.head).map((v, k): [string, Variable] => [`variable/${k}`, v]),
-      ...this.optimizer.stateVariables().map((v, k): [string, Variable] => [`slot/${k}`, v]),
-    ];
-    const expected = new Set(targets.map(([name]) => name));
-    const extra = Object.keys(state.arrays).filter((name) => !expected.has(name));
-    if (extra.length > 0 || targets.some(([name]) => !(name in state.arrays)))
-      throw new Error(
-        `autodiff head step state: arrays ${JSON.stringify(Object.keys(state.arrays))} do not match this head and optimizer (${JSON.stringify([...expected])}): a different head or optimizer?`,
-      );
-    for (const [name, v] of targets) {
-      const a = state.arrays[name];
-      if (a.shape.join(",") !== v.shape.join(",") || a.dtype !== v.dtype)
-        throw new Error(
-          `autodiff head step state: ${name} is ${a.dtype}[${a.shape}], the model's is ${v.dtype}[${v.shape}]`,
-        );
-    }
-    const step = state.meta.optimizerStep;
-    if (typeof step !== "number" || !Number.isInteger(step) || step < 0)
-      throw new Error(`autodiff head step state: meta.optimizerStep = ${JSON.stringify(step)} is not a step count`);
-    for (const [name, v] of targets) {
-      const a = state.arrays[name];
-      tf.tidy(() => v.assign(tf.tensor(a.data, a.shape, a.dtype)));
-    }
+    const targets = this.stateTargets();
+    const names = new Set(targets.map(([name]) => name));
+    const extra = Object.keys(state?.arrays ?? {}).filter((name) => !names.has(name));
+    if (extra.length > 0)
+      fail(OWNER, "state.arrays", extra, `has arrays this head and optimizer do not (a different head or optimizer?)`);
+    // every array checked before anything is assigned
+    const values = targets.map(([name, v]) => readArray(OWNER, state, name, v.dtype as StateArray["dtype"], v.shape));
+    const step = metaCount(OWNER, state, "optimizerStep");
+    targets.forEach(([, v], k) => {
+      tf.tidy(() => v.assign(tf.tensor(values[k], v.shape, v.dtype)));
+    });
     this.optimizer.step = step;
   }
 

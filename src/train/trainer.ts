@@ -25,7 +25,7 @@ import { Rng } from "../data/rng";
 import { FusedHeadStep } from "../losses/fused-step";
 import type { CosineHead, Head, Scalar, Tensor1D, Tensor2D } from "../losses/head";
 import { LossConfigError, NonFiniteLossError } from "../losses/validate";
-import { AutodiffHeadStep, type Regularizer } from "./autodiff-step";
+import { AutodiffHeadStep, type Regularizer, tensorState } from "./autodiff-step";
 import { CheckpointError, type CheckpointTensor, resolveCheckpoint, saveCheckpoint } from "./checkpoint";
 import type { HeadStep, HeadStepResult, PreparedHeadStep, StateArray } from "./head-step";
 import { Optimizer, type OptimizerConfig, validateOptimizer } from "./optimizers";
@@ -310,13 +310,6 @@ function untaped<T>(fn: () => T): T {
   }
 }
 
-function stateArray(t: Tensor): StateArray {
-  const data = t.dataSync();
-  return t.dtype === "int32"
-    ? { dtype: "int32", shape: [...t.shape], data: Int32Array.from(data) }
-    : { dtype: "float32", shape: [...t.shape], data: Float32Array.from(data) };
-}
-
 /** Runs training; resolves with the per-step metrics. */
 export async function train(config: TrainConfig): Promise<TrainResult> {
   const { totalSteps } = validateTrainConfig(config);
@@ -374,7 +367,7 @@ export async function train(config: TrainConfig): Promise<TrainResult> {
       async save(dir: string, keep?: number) {
         const head = headStep.saveState();
         const arrays: CheckpointTensor[] = [
-          ...backboneArrays().map(({ group, name, tensor }) => ({ group, name, ...stateArray(tensor) })),
+          ...backboneArrays().map(({ group, name, tensor }) => ({ group, name, ...tensorState(tensor) })),
           ...Object.entries(head.arrays).map(([name, a]) => ({ group: "headStep", name, ...a })),
         ];
         const p = saveCheckpoint(
@@ -521,7 +514,7 @@ function restore(
   if (state.headStep.kind !== headStep.kind)
     throw new CheckpointError(
       ckpt,
-      `was written by a ${state.headStep.kind} head step, this run trains with a ${headStep.kind} step (set headStep to match)`,
+      `was written by a ${state.headStep.kind} head step, this run trains with the ${headStep.kind} step (set headStep to match)`,
     );
   for (const group of ["backbone", "optimizer"]) {
     const saved = tensors.filter((t) => t.group === group);
