@@ -155,6 +155,14 @@ export class PartialFC implements HeadStep {
     return this.rows.steps;
   }
 
+  /**
+   * When set to an object, each step adds its wall time per phase (ms) to it: sample, read (gather +
+   * catch-up), kernel (forward, backward, loss read back), exclusive, update (SGD), write (read back +
+   * scatter). TensorFlow ops on the CPU run as they are called, so the phases are measured op by op.
+   */
+  phaseMs: Record<string, number> | null = null;
+  private phaseStart = 0;
+
   private readonly rows: HostRows;
   private exclusiveWeightValue = 0;
   /** The sampling generator (its uint32 state is saved with the step). */
@@ -266,15 +274,19 @@ export class PartialFC implements HeadStep {
     labels: Tensor1D,
     options: { embeddingGrad?: boolean; active?: ActiveSet } = {},
   ): PartialFCStepResult {
+    this.mark(null);
     const set = options.active ?? this.sample(this.checkBatch(embeddings, labels));
+    this.mark("sample");
     const g = this.activeGradients(embeddings, set, options.embeddingGrad === true);
     const rule: SgdRule = { lr: this.learningRate, momentum: this.momentum, weightDecay: this.weightDecay };
     const negK = tf.neg(g.k);
     const next = sgdUpdate(g.wa, g.grad, g.ma, rule, negK);
     tf.dispose([g.wa, g.ma, g.grad, g.k, negK]);
+    this.mark("update");
     this.rows.recordStep(this.learningRate);
     this.rows.write(set.index, next.param as Tensor2D, next.buffer as Tensor2D);
     tf.dispose([next.param, next.buffer as Tensor2D]);
+    this.mark("write");
     const out: PartialFCStepResult = { loss: g.loss, exclusive: g.exclusive, activeClasses: set.index.length };
     if (g.embeddingGrad) out.embeddingGrad = g.embeddingGrad;
     return out;
@@ -342,6 +354,14 @@ export class PartialFC implements HeadStep {
     this.rows.release();
   }
 
+  /** Adds the time since the previous mark to phase `name` (null: starts the clock). */
+  private mark(name: string | null): void {
+    if (!this.phaseMs) return;
+    const now = performance.now();
+    if (name) this.phaseMs[name] = (this.phaseMs[name] ?? 0) + now - this.phaseStart;
+    this.phaseStart = now;
+  }
+
   private checkLabelValues(labels: ArrayLike<number>): void {
     for (let i = 0; i < labels.length; i++) {
       const v = labels[i];
@@ -365,6 +385,7 @@ export class PartialFC implements HeadStep {
   private activeGradients(embeddings: Tensor2D, set: ActiveSet, wantDx: boolean): ActiveGradients {
     const { s, target, filter } = this.margin;
     const { w: wa, m: ma } = this.rows.read(set.index);
+    this.mark("read");
     const scaled = (e: Tensor2D) => tf.mul(l2NormalizeRows(e, true), s) as Tensor2D;
     const [rows, a, k, embeddingGrad] = tf.tidy(() => {
       const y = tf.tensor1d(set.remapped, "int32");
@@ -377,6 +398,7 @@ export class PartialFC implements HeadStep {
     }) as [Tensor1D, Tensor2D, Tensor2D, Tensor2D?];
     const lossRows = rows.dataSync();
     rows.dispose();
+    this.mark("kernel");
     try {
       checkFiniteLoss(OWNER, lossRows, "no row of W was updated");
     } catch (e) {
@@ -386,6 +408,7 @@ export class PartialFC implements HeadStep {
     const ex = this.exclusiveWeight > 0 ? this.exclusiveGradient(wa, set) : null;
     const grad = ex ? (tf.tidy(() => tf.add(a, tf.mul(ex.grad, this.exclusiveWeight))) as Tensor2D) : a;
     if (ex) tf.dispose([a, ex.grad]);
+    if (ex) this.mark("exclusive");
     return {
       loss: meanLoss(lossRows, this.lossCap),
       exclusive: ex ? ex.value : null,

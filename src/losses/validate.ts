@@ -1,36 +1,41 @@
 /**
- * Configuration and input checks for the loss heads. Every check runs before any tensor work and
- * throws a `LossConfigError` naming the field, the value and what is allowed.
+ * Input checks of the loss heads, and their configuration checks on the project's one format
+ * (src/validate.ts): every check runs before any tensor work and throws a `LossConfigError` (a
+ * ConfigError) `<owner>: <field> = <value> is not valid: <what is allowed>`.
  */
 import type { Tensor } from "@tensorflow/tfjs-node";
+import {
+  ConfigError,
+  checkBoolean,
+  checkInt,
+  checkNumber,
+  oneOf,
+  rejectUnknown as rejectUnknownOption,
+} from "../validate";
 
-export class LossConfigError extends Error {
+/** The loss heads' ConfigError (the name kept for callers that catch it). */
+export class LossConfigError extends ConfigError {
   override name = "LossConfigError";
 }
 
-function show(value: unknown): string {
-  if (typeof value === "number" || typeof value === "boolean" || value === undefined || value === null) {
-    return String(value);
-  }
-  if (typeof value === "string") return JSON.stringify(value);
+/** Rethrows a ConfigError as a LossConfigError (same message and fields). */
+function asLoss<T>(f: () => T): T {
   try {
-    return JSON.stringify(value);
-  } catch {
-    return String(value);
+    return f();
+  } catch (e) {
+    if (e instanceof ConfigError && !(e instanceof LossConfigError))
+      throw new LossConfigError(e.owner, e.field, e.value, e.allowed);
+    throw e;
   }
 }
 
-/** Throws `<owner>: <field> = <value> is invalid: <allowed>`. */
+/** Throws `<owner>: <field> = <value> is not valid: <allowed>`. */
 export function fail(owner: string, field: string, value: unknown, allowed: string): never {
-  throw new LossConfigError(`${owner}: ${field} = ${show(value)} is invalid: ${allowed}`);
+  throw new LossConfigError(owner, field, value, allowed);
 }
 
 export function requireInteger(owner: string, field: string, value: unknown, min: number, max = Infinity): number {
-  if (typeof value !== "number" || !Number.isInteger(value) || value < min || value > max) {
-    const range = max === Infinity ? `an integer >= ${min}` : `an integer in [${min}, ${max}]`;
-    fail(owner, field, value, `must be ${range}`);
-  }
-  return value;
+  return asLoss(() => checkInt(owner, field, value, min, max));
 }
 
 /** A finite number in [min, max] (or (min, max] with `openMin`). */
@@ -43,17 +48,7 @@ export function requireNumber(
   openMin = false,
   openMax = false,
 ): number {
-  const ok =
-    typeof value === "number" &&
-    Number.isFinite(value) &&
-    (openMin ? value > min : value >= min) &&
-    (openMax ? value < max : value <= max);
-  if (!ok) {
-    const lo = openMin ? `(${min}` : `[${min}`;
-    const hi = max === Infinity ? "inf)" : openMax ? `${max})` : `${max}]`;
-    fail(owner, field, value, `must be a finite number in ${lo}, ${hi}`);
-  }
-  return value as number;
+  return asLoss(() => checkNumber(owner, field, value, min, max, openMin, openMax));
 }
 
 export function requirePositive(owner: string, field: string, value: unknown): number {
@@ -61,23 +56,16 @@ export function requirePositive(owner: string, field: string, value: unknown): n
 }
 
 export function requireOneOf<T extends string>(owner: string, field: string, value: unknown, allowed: readonly T[]): T {
-  if (typeof value !== "string" || !(allowed as readonly string[]).includes(value)) {
-    fail(owner, field, value, `must be one of ${allowed.map((a) => JSON.stringify(a)).join(", ")}`);
-  }
-  return value as T;
+  return asLoss(() => oneOf(owner, field, value, allowed));
 }
 
 export function requireBoolean(owner: string, field: string, value: unknown): boolean {
-  if (typeof value !== "boolean") fail(owner, field, value, "must be true or false");
-  return value;
+  return asLoss(() => checkBoolean(owner, field, value));
 }
 
 /** Rejects option names the head does not know (a typo would otherwise silently fall back to a default). */
 export function rejectUnknown(owner: string, options: object, known: readonly string[]): void {
-  for (const key of Object.keys(options)) {
-    if (!known.includes(key))
-      fail(owner, key, (options as Record<string, unknown>)[key], `unknown option; known: ${known.join(", ")}`);
-  }
+  asLoss(() => rejectUnknownOption(owner, options, known));
 }
 
 export function requireShape(owner: string, field: string, tensor: unknown, expected: (number | null)[]): void {
