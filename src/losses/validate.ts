@@ -1,71 +1,27 @@
 /**
  * Input checks of the loss heads, and their configuration checks on the project's one format
- * (src/validate.ts): every check runs before any tensor work and throws a `LossConfigError` (a
- * ConfigError) `<owner>: <field> = <value> is not valid: <what is allowed>`.
+ * (src/validate.ts, re-exported under the names the heads use): every check runs before any tensor work and
+ * throws a ConfigError (alias LossConfigError) `<owner>: <field> = <value> is not valid: <what is allowed>`.
  */
 import type { Tensor } from "@tensorflow/tfjs-node";
-import {
-  ConfigError,
-  checkBoolean,
-  checkInt,
-  checkNumber,
-  oneOf,
-  rejectUnknown as rejectUnknownOption,
+import { ConfigError, checkNumber, fail } from "../validate";
+import type { CosineHead } from "./head";
+
+export {
+  checkBoolean as requireBoolean,
+  checkInt as requireInteger,
+  checkNumber as requireNumber,
+  fail,
+  oneOf as requireOneOf,
+  rejectUnknown,
 } from "../validate";
 
-/** The loss heads' ConfigError (the name kept for callers that catch it). */
-export class LossConfigError extends ConfigError {
-  override name = "LossConfigError";
-}
-
-/** Rethrows a ConfigError as a LossConfigError (same message and fields). */
-function asLoss<T>(f: () => T): T {
-  try {
-    return f();
-  } catch (e) {
-    if (e instanceof ConfigError && !(e instanceof LossConfigError))
-      throw new LossConfigError(e.owner, e.field, e.value, e.allowed);
-    throw e;
-  }
-}
-
-/** Throws `<owner>: <field> = <value> is not valid: <allowed>`. */
-export function fail(owner: string, field: string, value: unknown, allowed: string): never {
-  throw new LossConfigError(owner, field, value, allowed);
-}
-
-export function requireInteger(owner: string, field: string, value: unknown, min: number, max = Infinity): number {
-  return asLoss(() => checkInt(owner, field, value, min, max));
-}
-
-/** A finite number in [min, max] (or (min, max] with `openMin`). */
-export function requireNumber(
-  owner: string,
-  field: string,
-  value: unknown,
-  min: number,
-  max: number,
-  openMin = false,
-  openMax = false,
-): number {
-  return asLoss(() => checkNumber(owner, field, value, min, max, openMin, openMax));
-}
+/** The loss heads' configuration error: the project's ConfigError (the name kept for callers that catch it). */
+export const LossConfigError = ConfigError;
+export type LossConfigError = ConfigError;
 
 export function requirePositive(owner: string, field: string, value: unknown): number {
-  return requireNumber(owner, field, value, 0, Infinity, true);
-}
-
-export function requireOneOf<T extends string>(owner: string, field: string, value: unknown, allowed: readonly T[]): T {
-  return asLoss(() => oneOf(owner, field, value, allowed));
-}
-
-export function requireBoolean(owner: string, field: string, value: unknown): boolean {
-  return asLoss(() => checkBoolean(owner, field, value));
-}
-
-/** Rejects option names the head does not know (a typo would otherwise silently fall back to a default). */
-export function rejectUnknown(owner: string, options: object, known: readonly string[]): void {
-  asLoss(() => rejectUnknownOption(owner, options, known));
+  return checkNumber(owner, field, value, 0, Infinity, true);
 }
 
 export function requireShape(owner: string, field: string, tensor: unknown, expected: (number | null)[]): void {
@@ -142,4 +98,25 @@ export function checkFiniteLoss(owner: string, rows: ArrayLike<number>, conseque
     `${owner}: the loss of embeddings rows [${shown}] is ${rows[bad[0]]}: NaN or Inf in those embeddings (or in W); ${consequence}`,
     bad,
   );
+}
+
+/** A head a step (FusedHeadStep, PartialFC) can train: a cosine head with a margin, W its only variable, one row per class. */
+export function checkStepHead(owner: string, head: CosineHead): void {
+  if (!head || typeof head.margin !== "object")
+    fail(owner, "head", head === undefined ? undefined : typeof head, "must be a CosineHead (with a margin)");
+  const n = head.trainableVariables().length;
+  if (n !== 1)
+    fail(
+      owner,
+      "head.trainableVariables().length",
+      n,
+      "must be 1 (the weight): a learnable scale is not trained by a head step",
+    );
+  if (head.weight.shape[0] !== head.numClasses)
+    fail(
+      owner,
+      "head",
+      head.constructor.name,
+      `must have one row per class (weight rows ${head.weight.shape[0]}, numClasses ${head.numClasses}); sub-centre heads are not supported`,
+    );
 }
