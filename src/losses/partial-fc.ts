@@ -26,7 +26,6 @@ import { HostRows, normalInit, type PartialFCSemantics } from "./partial-fc-rows
 import { type ActiveSet, selectActive, selectWithScores } from "./partial-fc-sampling";
 import { expectMeta, floatArray, intArray, metaCount, readArray } from "./step-state";
 import {
-  checkLabels,
   checkStepHead,
   fail,
   rejectUnknown,
