@@ -83,7 +83,15 @@ function worker(p: Params): void {
     emit({ name: `r=${p.rate} C=${p.classes} exclusive on/off alternating${dx}`, stepsMs: withEx, baseMs: base });
     return;
   }
-  const stepsMs = timeSteps(step, p.warmup, p.repeats);
+  // per-phase times of the timed steps (the warm-up ones first touch the momentum pages)
+  const phases: Record<string, number> = {};
+  let warm = 0;
+  const timed = () => {
+    pfc.phaseMs = warm++ < p.warmup ? null : phases;
+    step();
+  };
+  const stepsMs = timeSteps(timed, p.warmup, p.repeats);
+  for (const k of Object.keys(phases)) phases[k] = Math.round((10 * phases[k]) / p.repeats) / 10;
   const ex = p.exclusiveWeight > 0 ? " + stochastic exclusive" : "";
   const dx = p.embeddingGrad ? " + dx" : "";
   emit({
@@ -93,6 +101,7 @@ function worker(p: Params): void {
     activeClasses: last.activeClasses,
     loss: last.loss,
     numTensors: tf.memory().numTensors,
+    phasesMs: phases,
   });
 }
 
@@ -129,10 +138,12 @@ export async function run(args: string[]): Promise<number> {
     });
   // the W step alone (what the peer's x without grad computes), then the training step: + dL/dx for the backbone
   const sampled = ours(big, rate);
-  const sampledDx = ours(big, rate, { embeddingGrad: true });
+  const sampledDx = o["no-dx"] ? null : ours(big, rate, { embeddingGrad: true });
   // the exclusive term's cost from steps alternating without / with it in one process (less noise than two runs)
-  const paired = [false, true].map((embeddingGrad) => ours(big, rate, { paired: true, embeddingGrad }));
-  rows.push(sampled, sampledDx, ...paired);
+  const paired = o["no-exclusive"]
+    ? []
+    : [false, true].map((embeddingGrad) => ours(big, rate, { paired: true, embeddingGrad }));
+  rows.push(sampled, ...(sampledDx ? [sampledDx] : []), ...paired);
   if (!o["no-frozen"]) rows.push(ours(big, rate, { semantics: "frozen" }));
   const dense = ours(full, 1);
   rows.push(dense);
@@ -144,9 +155,20 @@ export async function run(args: string[]): Promise<number> {
     ]);
     const peerFull = runPeer("pfc.py", `pytorch PartialFC_V2 r=1 C=${full}`, peerArgs(full, 1));
     rows.push(peerSampled, peerSampledDx, peerFull);
-    pairs.push([sampled, peerSampled], [sampledDx, peerSampledDx], [dense, peerFull]);
+    pairs.push([sampled, peerSampled], [dense, peerFull]);
+    if (sampledDx) pairs.push([sampledDx, peerSampledDx]);
   }
   printRows("Partial FC steps", rows, pairs);
+  console.log("  per phase, mean ms of the timed steps:");
+  for (const r of rows) {
+    const ph = (r as { phasesMs?: Record<string, number> }).phasesMs;
+    if (ph)
+      console.log(
+        `    ${r.name}: ${Object.entries(ph)
+          .map(([k, v]) => `${k} ${v}`)
+          .join(", ")}`,
+      );
+  }
   const ms = (r: Result) => (r as { medianMs?: number }).medianMs;
   paired.forEach((r, k) => {
     const base = (r as { baseMs?: number[] }).baseMs;

@@ -10,6 +10,7 @@ export { ArcFace, type ArcFaceFallback, type ArcFaceOptions, type MarginGradient
 export { CenterLoss, type CenterLossOptions, type CenterUpdate } from "./losses/center-loss";
 export { CombinedMargin, type CombinedMarginOptions } from "./losses/combined-margin";
 export { CosFace, type CosFaceOptions } from "./losses/cosface";
+export { createHead, HEADS, type HeadSpec, type HeadType } from "./losses/create";
 export type { CommonHeadOptions } from "./losses/cosine-head";
 export {
   type ExclusiveForm,
@@ -22,6 +23,7 @@ export {
 } from "./losses/exclusive";
 export type { CosineHead, Head, HeadOptions } from "./losses/head";
 export { L2Softmax, type L2SoftmaxOptions } from "./losses/l2-softmax";
+export type { CosineMargin } from "./losses/margin-kernel";
 export { NormFace, type NormFaceOptions } from "./losses/normface";
 export {
   PartialFC,
@@ -37,7 +39,8 @@ export { alphaLow, cosFaceScaleBound, DEFAULT_TARGET_PROBABILITY, scaleBound } f
 export { Softmax, type SoftmaxOptions } from "./losses/softmax";
 export { CAFFE_LAMBDA, type LambdaSchedule, lambdaAt, SphereFace, type SphereFaceOptions } from "./losses/sphereface";
 export { type CleaningResult, SubCenterArcFace, type SubCenterArcFaceOptions } from "./losses/subcenter-arcface";
-export { LossConfigError } from "./losses/validate";
+export { LossConfigError, NonFiniteLossError } from "./losses/validate";
+export { ConfigError } from "./validate";
 export { type LossWarning, type LossWarningListener, onLossWarning } from "./losses/warnings";
 
 // --- tracking (src/tracking/) ---

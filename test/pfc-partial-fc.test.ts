@@ -265,7 +265,7 @@ test("stochastic exclusive term inside the step: value and gradient of exclusive
   close(c.weightGrad, a.weightGrad, 1e-6, 1e-9, "exclusiveWeight set to 0");
   assert.throws(() => {
     withEx.exclusiveWeight = -1;
-  }, /exclusiveWeight = -1 is invalid/);
+  }, /exclusiveWeight = -1 is not valid/);
   assert.is(withEx.exclusiveWeight, 0, "a rejected value leaves the weight as it was");
   tf.dispose([x, y, wa, value, grads[0], a.embeddingGrad, b.embeddingGrad, c.embeddingGrad]);
   plain.head.dispose();
@@ -354,7 +354,7 @@ test("inter-class filter: the loss with non-target cosines above t set to 0, whi
   const high = run(0.9999);
   assert.ok(Math.abs(off.g.loss - a.g.loss) > 1e-3, "the filter changes the loss");
   close([high.g.loss], [off.g.loss], 1e-6, 1e-7, "t near 1 = off");
-  assert.throws(() => run(1), /interclassFilter = 1 is invalid/);
+  assert.throws(() => run(1), /interclassFilter = 1 is not valid/);
   for (const r of [a, off, high]) {
     r.g.embeddingGrad.dispose();
     r.pfc.head.dispose();
@@ -365,7 +365,7 @@ test("inter-class filter: the loss with non-target cosines above t set to 0, whi
 test("bad configuration names the field, the value and what is allowed", () => {
   const head = HEADS[2][1]();
   const mk = (o: object) => () => new PartialFC({ head, sampleRate: 0.5, ...o });
-  assert.throws(mk({ sampleRate: 0 }), /sampleRate = 0 is invalid: must be a finite number in \(0, 1\]/);
+  assert.throws(mk({ sampleRate: 0 }), /sampleRate = 0 is not valid: must be a finite number in \(0, 1\]/);
   assert.throws(mk({ sampleRate: 1.5 }), /sampleRate = 1.5/);
   assert.throws(mk({ sampleRate: Number.NaN }), /sampleRate = NaN/);
   assert.throws(mk({ optimizer: { semantics: "sparse" } }), /optimizer.semantics = "sparse".*"dense", "frozen"/);

@@ -3,6 +3,7 @@
  * Sources (synthetic identities, MNIST, image folders, RecordIO) implement it; the batch pipeline
  * (pipeline.ts) consumes it.
  */
+import { ConfigError, isIntIn, isNumberIn } from "../validate";
 
 export interface ImageSample {
   /** Raw pixels, height x width x channels, row-major, uint8. */
@@ -29,32 +30,19 @@ export interface Dataset {
 }
 
 /** Error for a bad option: names the field, the value and what is allowed (DESIGN.md). */
+/** A configuration error in the project's one format (src/validate.ts), without an owner: the field path says where. */
 export function configError(field: string, value: unknown, allowed: string): Error {
-  let shown: string;
-  try {
-    shown = typeof value === "string" ? JSON.stringify(value) : String(JSON.stringify(value) ?? value);
-  } catch {
-    shown = String(value);
-  }
-  return new Error(`${field} = ${shown} is not valid: ${allowed}.`);
+  return new ConfigError("", field, value, allowed);
 }
 
 export function checkInt(field: string, value: unknown, min: number, max = Number.MAX_SAFE_INTEGER): number {
-  if (typeof value !== "number" || !Number.isInteger(value) || value < min || value > max) {
-    throw configError(
-      field,
-      value,
-      `expected an integer in [${min}, ${max === Number.MAX_SAFE_INTEGER ? "inf" : max}]`,
-    );
-  }
-  return value;
+  if (isIntIn(value, min, max)) return value;
+  throw configError(field, value, `expected an integer in [${min}, ${max === Number.MAX_SAFE_INTEGER ? "inf" : max}]`);
 }
 
 export function checkNumber(field: string, value: unknown, min: number, max: number): number {
-  if (typeof value !== "number" || !Number.isFinite(value) || value < min || value > max) {
-    throw configError(field, value, `expected a number in [${min}, ${max}]`);
-  }
-  return value;
+  if (isNumberIn(value, min, max)) return value;
+  throw configError(field, value, `expected a number in [${min}, ${max}]`);
 }
 
 /** A view of some images of a dataset (e.g. the identities held out for verification). */

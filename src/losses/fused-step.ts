@@ -14,10 +14,9 @@ import { tf } from "../backend";
 import type { HeadStep, HeadStepResult, HeadStepState } from "../train/head-step";
 import { type SgdRule, sgdUpdate } from "../train/optimizers";
 import type { CosineHead, Tensor1D, Tensor2D, Variable } from "./head";
-import { type CosineMargin, marginBackward, marginForward, meanLoss, projectionCoefficients } from "./margin-kernel";
+import { type CosineMargin, meanLoss, stepGradients } from "./margin-kernel";
 import { expectMeta, floatArray, metaCount, readArray } from "./step-state";
-import { l2NormalizeRows } from "./tensor-helpers";
-import { checkBatch, checkFiniteLoss, fail, rejectUnknown, requireBoolean, requireNumber } from "./validate";
+import { checkBatch, checkStepHead, fail, rejectUnknown, requireBoolean, requireNumber } from "./validate";
 
 const OWNER = "FusedHeadStep";
 
@@ -53,8 +52,7 @@ export class FusedHeadStep implements HeadStep {
   private stepCount = 0;
 
   constructor(head: CosineHead, options: FusedHeadStepOptions = {}) {
-    if (!head || typeof head.margin !== "object")
-      fail(OWNER, "head", head === undefined ? undefined : typeof head, "must be a CosineHead (with a margin)");
+    checkStepHead(OWNER, head);
     if (options === null || typeof options !== "object")
       fail(
         OWNER,
@@ -63,15 +61,6 @@ export class FusedHeadStep implements HeadStep {
         "must be an object { learningRate, momentum, weightDecay, lossCap, interclassFilter }",
       );
     rejectUnknown(OWNER, options, ["learningRate", "momentum", "weightDecay", "lossCap", "interclassFilter"]);
-    if (head.trainableVariables().length !== 1)
-      fail(OWNER, "head.trainableVariables().length", head.trainableVariables().length, "must be 1 (the weight)");
-    if (head.weight.shape[0] !== head.numClasses)
-      fail(
-        OWNER,
-        "head",
-        head.constructor.name,
-        `must have one row per class (weight rows ${head.weight.shape[0]}, numClasses ${head.numClasses}); sub-centre heads are not supported`,
-      );
     this.head = head;
     const filter = requireNumber(OWNER, "interclassFilter", options.interclassFilter ?? 0, 0, 1, false, true);
     this.margin = { ...head.margin, filter };
@@ -116,28 +105,21 @@ export class FusedHeadStep implements HeadStep {
    */
   update(embeddings: Tensor2D, labels: Tensor1D, options: { embeddingGrad?: boolean } = {}): FusedUpdateResult {
     checkBatch(OWNER, embeddings, labels, this.head.numClasses, this.head.embeddingDim);
-    const want = options.embeddingGrad === true;
-    const { s, target, filter } = this.margin;
     const w = this.head.weight as unknown as Tensor2D;
-    const scaled = (e: Tensor2D) => tf.mul(l2NormalizeRows(e, true), s) as Tensor2D;
-    // two scopes, so that the [B, C] temporaries of the kernel die before the update allocates [C, D] ones
-    const [rows, a, k, embGrad] = tf.tidy(() => {
-      const y = labels.dtype === "int32" ? labels : (tf.cast(labels, "int32") as Tensor1D);
-      const xs = scaled(embeddings);
-      const f = marginForward(xs, w, y, s, target, filter);
-      const bw = marginBackward(xs, w, f, 1, want);
-      const k = projectionCoefficients(w, bw.a, f);
-      const embGrad = bw.dXs ? (tf.grad((e) => scaled(e as Tensor2D))(embeddings, bw.dXs) as Tensor2D) : null;
-      return embGrad ? [f.rows, bw.a, k, embGrad] : [f.rows, bw.a, k];
-    }) as [Tensor1D, Tensor2D, Tensor2D, Tensor2D?];
-    const lossRows = rows.dataSync();
-    rows.dispose();
-    try {
-      checkFiniteLoss(OWNER, lossRows, "head.weight was not updated");
-    } catch (e) {
-      tf.dispose([a, k, embGrad ?? []]);
-      throw e;
-    }
+    const {
+      lossRows,
+      a,
+      k,
+      embeddingGrad: embGrad,
+    } = stepGradients(
+      OWNER,
+      embeddings,
+      w,
+      labels,
+      this.margin,
+      options.embeddingGrad === true,
+      "head.weight was not updated",
+    );
     // PyTorch's SGD on dW = A - k w (the projection folded into the rule's per-row decay)
     const negK = tf.neg(k);
     const next = sgdUpdate(w, a, this.buffer, this.rule(), negK);

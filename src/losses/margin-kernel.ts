@@ -21,7 +21,8 @@
 import type { GradSaveFunc, Scalar, Tensor, Tensor1D, Tensor2D } from "@tensorflow/tfjs-node";
 import { tf } from "../backend";
 import { matMulWideT, softmaxCrossEntropyRows, type TargetTransform, targetIndices } from "./margin-softmax";
-import { NORM_EPS2 } from "./tensor-helpers";
+import { l2NormalizeRows, NORM_EPS2 } from "./tensor-helpers";
+import { checkFiniteLoss } from "./validate";
 
 /** A cosine head's margin as data: logits s cos_j off the target, s T(cos_y) on it. */
 export interface CosineMargin {
@@ -209,4 +210,52 @@ export function cosineMarginLoss(
     };
   });
   return (scaleIsTensor ? fn(xs, weight, scale as Tensor) : fn(xs, weight)) as Scalar;
+}
+
+/** What a head step (FusedHeadStep, PartialFC) needs of the kernel for one batch. */
+export interface StepGradients {
+  /** Per-row loss [B] (read back: the one host sync of the kernel). */
+  lossRows: Float32Array;
+  /** A = dLoss/dW before the projection [C, D], and the projection's k [C, 1]: dLoss/dW = A - k W. */
+  a: Tensor2D;
+  k: Tensor2D;
+  /** dLoss/d(embeddings) [B, D] when asked for. */
+  embeddingGrad: Tensor2D | null;
+}
+
+/**
+ * The kernel for a head step, from raw embeddings (xs = s normalize(x), as the heads' own loss) and the
+ * rows `w` [C, D] with `labels` into them. The loss rows are read back and checked before anything is
+ * returned: a non-finite loss throws a NonFiniteLossError naming the rows (`owner`, `consequence` in its
+ * message), with nothing of this call left allocated.
+ */
+export function stepGradients(
+  owner: string,
+  embeddings: Tensor2D,
+  w: Tensor2D,
+  labels: Tensor1D,
+  margin: CosineMargin,
+  wantEmbeddingGrad: boolean,
+  consequence: string,
+): StepGradients {
+  const { s, target, filter } = margin;
+  const scaled = (e: Tensor2D) => tf.mul(l2NormalizeRows(e, true), s) as Tensor2D;
+  const [rows, a, k, dx] = tf.tidy(() => {
+    const y = labels.dtype === "int32" ? labels : (tf.cast(labels, "int32") as Tensor1D);
+    const xs = scaled(embeddings);
+    const f = marginForward(xs, w, y, s, target, filter);
+    const bw = marginBackward(xs, w, f, 1, wantEmbeddingGrad);
+    const k = projectionCoefficients(w, bw.a, f);
+    const dx = bw.dXs ? (tf.grad((e) => scaled(e as Tensor2D))(embeddings, bw.dXs) as Tensor2D) : null;
+    return dx ? [f.rows, bw.a, k, dx] : [f.rows, bw.a, k];
+  }) as [Tensor1D, Tensor2D, Tensor2D, Tensor2D?];
+  const lossRows = rows.dataSync() as Float32Array;
+  rows.dispose();
+  try {
+    checkFiniteLoss(owner, lossRows, consequence);
+  } catch (e) {
+    tf.dispose([a, k, dx ?? []]);
+    throw e;
+  }
+  return { lossRows, a, k, embeddingGrad: dx ?? null };
 }

@@ -7,8 +7,10 @@
  * unsampled row has zero gradient, but weight decay and momentum still move it, linearly:
  * (w, m) <- [[1 - lr wd, -lr mu], [wd, mu]] (w, m). The store does this lazily and exactly: each row
  * remembers the step it is up to date with, and `read` brings it forward with the product of those 2x2
- * maps (one per step missed, each with that step's learning rate), computed on the host per group of
- * rows and applied in TensorFlow. "frozen" (the removed PartialFC V1): unsampled rows stay as they are.
+ * maps (one per step missed, each with that step's learning rate), formed once per group of rows and
+ * applied while the rows are gathered (the gather reads w and m anyway: the catch-up costs no extra pass
+ * over memory, where separate TensorFlow ops on the gathered rows cost six). "frozen" (the removed
+ * PartialFC V1): unsampled rows stay as they are.
  */
 import { tf } from "../backend";
 import type { Tensor2D } from "./head";
@@ -60,14 +62,29 @@ export class HostRows {
    */
   read(index: Int32Array): { w: Tensor2D; m: Tensor2D } {
     const coef = this.semantics === "dense" ? this.catchUpCoefficients(index) : null;
-    const [w0, m0] = [this.w, this.m].map((src) => this.gatherRows(src, index));
-    if (!coef) return { w: w0, m: m0 };
-    const out = tf.tidy(() => {
-      const [p00, p01, p10, p11] = tf.split(tf.tensor2d(coef, [index.length, 4]), 4, 1);
-      return [tf.add(tf.mul(w0, p00), tf.mul(m0, p01)), tf.add(tf.mul(w0, p10), tf.mul(m0, p11))] as Tensor2D[];
-    });
-    tf.dispose([w0, m0]);
-    return { w: out[0], m: out[1] };
+    const d = this.dim;
+    const k = index.length;
+    if (!coef && k === this.numRows) return { w: tf.tensor2d(this.w, [k, d]), m: tf.tensor2d(this.m, [k, d]) };
+    const bw = new Float32Array(k * d);
+    const bm = new Float32Array(k * d);
+    const { w, m } = this;
+    for (let j = 0; j < k; j++) {
+      const o = index[j] * d;
+      const c = 4 * j;
+      if (!coef || (coef[c] === 1 && coef[c + 1] === 0 && coef[c + 2] === 0 && coef[c + 3] === 1)) {
+        bw.set(w.subarray(o, o + d), j * d);
+        bm.set(m.subarray(o, o + d), j * d);
+        continue;
+      }
+      const [p00, p01, p10, p11] = [coef[c], coef[c + 1], coef[c + 2], coef[c + 3]];
+      for (let i = 0, q = j * d; i < d; i++, q++) {
+        const wv = w[o + i];
+        const mv = m[o + i];
+        bw[q] = p00 * wv + p01 * mv;
+        bm[q] = p10 * wv + p11 * mv;
+      }
+    }
+    return { w: tf.tensor2d(bw, [k, d]), m: tf.tensor2d(bm, [k, d]) };
   }
 
   /** Writes rows read by `read` and updated (w, m [K, D]) back, up to date with the current step count. */
@@ -133,20 +150,12 @@ export class HostRows {
     this.m = new Float32Array(0);
   }
 
-  private gatherRows(src: Float32Array, index: Int32Array): Tensor2D {
-    const d = this.dim;
-    if (index.length === this.numRows) return tf.tensor2d(src, [this.numRows, d]);
-    const buf = new Float32Array(index.length * d);
-    for (let k = 0; k < index.length; k++) buf.set(src.subarray(index[k] * d, index[k] * d + d), k * d);
-    return tf.tensor2d(buf, [index.length, d]);
-  }
-
   /**
    * Per row [K * 4], the 2x2 map (p00, p01, p10, p11) from its last step to now: the product A_t ... A_{s+1}
    * of the zero-gradient step maps, formed once per group of rows with the same last step s (latest first,
    * so that each group extends the previous product). null when every row is up to date.
    */
-  private catchUpCoefficients(index: Int32Array): Float32Array | null {
+  private catchUpCoefficients(index: Int32Array): Float64Array | null {
     const now = this.steps;
     const groups = new Map<number, number[]>();
     for (let k = 0; k < index.length; k++) {
@@ -157,7 +166,7 @@ export class HostRows {
       else groups.set(s, [k]);
     }
     if (groups.size === 0) return null;
-    const coef = new Float32Array(index.length * 4);
+    const coef = new Float64Array(index.length * 4);
     for (let k = 0; k < index.length; k++) {
       coef[4 * k] = 1;
       coef[4 * k + 3] = 1;

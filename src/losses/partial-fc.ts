@@ -21,14 +21,12 @@ import type { HeadStep, HeadStepResult, HeadStepState } from "../train/head-step
 import { type SgdRule, sgdUpdate } from "../train/optimizers";
 import { exclusiveStochastic } from "./exclusive";
 import type { CosineHead, Tensor1D, Tensor2D } from "./head";
-import { type CosineMargin, marginBackward, marginForward, meanLoss, projectionCoefficients } from "./margin-kernel";
+import { type CosineMargin, meanLoss, type StepGradients, stepGradients } from "./margin-kernel";
 import { HostRows, normalInit, type PartialFCSemantics } from "./partial-fc-rows";
 import { type ActiveSet, selectActive, selectWithScores } from "./partial-fc-sampling";
 import { expectMeta, floatArray, intArray, metaCount, readArray } from "./step-state";
-import { l2NormalizeRows } from "./tensor-helpers";
 import {
-  checkFiniteLoss,
-  checkLabels,
+  checkStepHead,
   fail,
   rejectUnknown,
   requireBoolean,
@@ -155,6 +153,14 @@ export class PartialFC implements HeadStep {
     return this.rows.steps;
   }
 
+  /**
+   * When set to an object, each step adds its wall time per phase (ms) to it: sample, read (gather +
+   * catch-up), kernel (forward, backward, loss read back), exclusive, update (SGD), write (read back +
+   * scatter). TensorFlow ops on the CPU run as they are called, so the phases are measured op by op.
+   */
+  phaseMs: Record<string, number> | null = null;
+  private phaseStart = 0;
+
   private readonly rows: HostRows;
   private exclusiveWeightValue = 0;
   /** The sampling generator (its uint32 state is saved with the step). */
@@ -165,23 +171,7 @@ export class PartialFC implements HeadStep {
       fail(OWNER, "options", options, "must be an object { head, sampleRate, ... }");
     rejectUnknown(OWNER, options, KNOWN);
     const head = options.head;
-    if (!head || typeof head.margin !== "object")
-      fail(OWNER, "head", head === undefined ? undefined : typeof head, "must be a CosineHead (with a margin)");
-    const extra = head.trainableVariables().length;
-    if (extra !== 1)
-      fail(
-        OWNER,
-        "head.trainableVariables().length",
-        extra,
-        "must be 1 (the weight): a learnable scale is not trained by PartialFC",
-      );
-    if (head.weight.shape[0] !== head.numClasses)
-      fail(
-        OWNER,
-        "head",
-        head.constructor.name,
-        `must have one row per class (weight rows ${head.weight.shape[0]}, numClasses ${head.numClasses}); sub-centre heads are not supported`,
-      );
+    checkStepHead(OWNER, head);
     const sampleRate = requireNumber(OWNER, "sampleRate", options.sampleRate, 0, 1, true);
     const numClasses = requireInteger(OWNER, "numClasses", options.numClasses ?? head.numClasses, 2);
     const init = requireOneOf(OWNER, "init", options.init ?? (numClasses === head.numClasses ? "head" : "normal"), [
@@ -266,15 +256,19 @@ export class PartialFC implements HeadStep {
     labels: Tensor1D,
     options: { embeddingGrad?: boolean; active?: ActiveSet } = {},
   ): PartialFCStepResult {
+    this.mark(null);
     const set = options.active ?? this.sample(this.checkBatch(embeddings, labels));
+    this.mark("sample");
     const g = this.activeGradients(embeddings, set, options.embeddingGrad === true);
     const rule: SgdRule = { lr: this.learningRate, momentum: this.momentum, weightDecay: this.weightDecay };
     const negK = tf.neg(g.k);
     const next = sgdUpdate(g.wa, g.grad, g.ma, rule, negK);
     tf.dispose([g.wa, g.ma, g.grad, g.k, negK]);
+    this.mark("update");
     this.rows.recordStep(this.learningRate);
     this.rows.write(set.index, next.param as Tensor2D, next.buffer as Tensor2D);
     tf.dispose([next.param, next.buffer as Tensor2D]);
+    this.mark("write");
     const out: PartialFCStepResult = { loss: g.loss, exclusive: g.exclusive, activeClasses: set.index.length };
     if (g.embeddingGrad) out.embeddingGrad = g.embeddingGrad;
     return out;
@@ -342,6 +336,14 @@ export class PartialFC implements HeadStep {
     this.rows.release();
   }
 
+  /** Adds the time since the previous mark to phase `name` (null: starts the clock). */
+  private mark(name: string | null): void {
+    if (!this.phaseMs) return;
+    const now = performance.now();
+    if (name) this.phaseMs[name] = (this.phaseMs[name] ?? 0) + now - this.phaseStart;
+    this.phaseStart = now;
+  }
+
   private checkLabelValues(labels: ArrayLike<number>): void {
     for (let i = 0; i < labels.length; i++) {
       const v = labels[i];
@@ -363,29 +365,24 @@ export class PartialFC implements HeadStep {
 
   /** The kernel on the active rows, the exclusive term, the projection; the loss rows checked before any update. */
   private activeGradients(embeddings: Tensor2D, set: ActiveSet, wantDx: boolean): ActiveGradients {
-    const { s, target, filter } = this.margin;
     const { w: wa, m: ma } = this.rows.read(set.index);
-    const scaled = (e: Tensor2D) => tf.mul(l2NormalizeRows(e, true), s) as Tensor2D;
-    const [rows, a, k, embeddingGrad] = tf.tidy(() => {
-      const y = tf.tensor1d(set.remapped, "int32");
-      const xs = scaled(embeddings);
-      const f = marginForward(xs, wa, y, s, target, filter);
-      const bw = marginBackward(xs, wa, f, 1, wantDx);
-      const k = projectionCoefficients(wa, bw.a, f);
-      const dx = bw.dXs ? (tf.grad((e) => scaled(e as Tensor2D))(embeddings, bw.dXs) as Tensor2D) : null;
-      return dx ? [f.rows, bw.a, k, dx] : [f.rows, bw.a, k];
-    }) as [Tensor1D, Tensor2D, Tensor2D, Tensor2D?];
-    const lossRows = rows.dataSync();
-    rows.dispose();
+    this.mark("read");
+    const y = tf.tensor1d(set.remapped, "int32");
+    let g: StepGradients;
     try {
-      checkFiniteLoss(OWNER, lossRows, "no row of W was updated");
+      g = stepGradients(OWNER, embeddings, wa, y, this.margin, wantDx, "no row of W was updated");
     } catch (e) {
-      tf.dispose([wa, ma, a, k, embeddingGrad ?? []]);
+      tf.dispose([wa, ma]);
       throw e;
+    } finally {
+      y.dispose();
     }
+    const { lossRows, a, k, embeddingGrad } = g;
+    this.mark("kernel");
     const ex = this.exclusiveWeight > 0 ? this.exclusiveGradient(wa, set) : null;
     const grad = ex ? (tf.tidy(() => tf.add(a, tf.mul(ex.grad, this.exclusiveWeight))) as Tensor2D) : a;
     if (ex) tf.dispose([a, ex.grad]);
+    if (ex) this.mark("exclusive");
     return {
       loss: meanLoss(lossRows, this.lossCap),
       exclusive: ex ? ex.value : null,
@@ -393,7 +390,7 @@ export class PartialFC implements HeadStep {
       ma,
       grad,
       k,
-      embeddingGrad: embeddingGrad ?? null,
+      embeddingGrad,
     };
   }
 

@@ -1,83 +1,27 @@
 /**
- * Configuration and input checks for the loss heads. Every check runs before any tensor work and
- * throws a `LossConfigError` naming the field, the value and what is allowed.
+ * Input checks of the loss heads, and their configuration checks on the project's one format
+ * (src/validate.ts, re-exported under the names the heads use): every check runs before any tensor work and
+ * throws a ConfigError (alias LossConfigError) `<owner>: <field> = <value> is not valid: <what is allowed>`.
  */
 import type { Tensor } from "@tensorflow/tfjs-node";
+import { ConfigError, checkNumber, fail } from "../validate";
+import type { CosineHead } from "./head";
 
-export class LossConfigError extends Error {
-  override name = "LossConfigError";
-}
+export {
+  checkBoolean as requireBoolean,
+  checkInt as requireInteger,
+  checkNumber as requireNumber,
+  fail,
+  oneOf as requireOneOf,
+  rejectUnknown,
+} from "../validate";
 
-function show(value: unknown): string {
-  if (typeof value === "number" || typeof value === "boolean" || value === undefined || value === null) {
-    return String(value);
-  }
-  if (typeof value === "string") return JSON.stringify(value);
-  try {
-    return JSON.stringify(value);
-  } catch {
-    return String(value);
-  }
-}
-
-/** Throws `<owner>: <field> = <value> is invalid: <allowed>`. */
-export function fail(owner: string, field: string, value: unknown, allowed: string): never {
-  throw new LossConfigError(`${owner}: ${field} = ${show(value)} is invalid: ${allowed}`);
-}
-
-export function requireInteger(owner: string, field: string, value: unknown, min: number, max = Infinity): number {
-  if (typeof value !== "number" || !Number.isInteger(value) || value < min || value > max) {
-    const range = max === Infinity ? `an integer >= ${min}` : `an integer in [${min}, ${max}]`;
-    fail(owner, field, value, `must be ${range}`);
-  }
-  return value;
-}
-
-/** A finite number in [min, max] (or (min, max] with `openMin`). */
-export function requireNumber(
-  owner: string,
-  field: string,
-  value: unknown,
-  min: number,
-  max: number,
-  openMin = false,
-  openMax = false,
-): number {
-  const ok =
-    typeof value === "number" &&
-    Number.isFinite(value) &&
-    (openMin ? value > min : value >= min) &&
-    (openMax ? value < max : value <= max);
-  if (!ok) {
-    const lo = openMin ? `(${min}` : `[${min}`;
-    const hi = max === Infinity ? "inf)" : openMax ? `${max})` : `${max}]`;
-    fail(owner, field, value, `must be a finite number in ${lo}, ${hi}`);
-  }
-  return value as number;
-}
+/** The loss heads' configuration error: the project's ConfigError (the name kept for callers that catch it). */
+export const LossConfigError = ConfigError;
+export type LossConfigError = ConfigError;
 
 export function requirePositive(owner: string, field: string, value: unknown): number {
-  return requireNumber(owner, field, value, 0, Infinity, true);
-}
-
-export function requireOneOf<T extends string>(owner: string, field: string, value: unknown, allowed: readonly T[]): T {
-  if (typeof value !== "string" || !(allowed as readonly string[]).includes(value)) {
-    fail(owner, field, value, `must be one of ${allowed.map((a) => JSON.stringify(a)).join(", ")}`);
-  }
-  return value as T;
-}
-
-export function requireBoolean(owner: string, field: string, value: unknown): boolean {
-  if (typeof value !== "boolean") fail(owner, field, value, "must be true or false");
-  return value;
-}
-
-/** Rejects option names the head does not know (a typo would otherwise silently fall back to a default). */
-export function rejectUnknown(owner: string, options: object, known: readonly string[]): void {
-  for (const key of Object.keys(options)) {
-    if (!known.includes(key))
-      fail(owner, key, (options as Record<string, unknown>)[key], `unknown option; known: ${known.join(", ")}`);
-  }
+  return checkNumber(owner, field, value, 0, Infinity, true);
 }
 
 export function requireShape(owner: string, field: string, tensor: unknown, expected: (number | null)[]): void {
@@ -154,4 +98,25 @@ export function checkFiniteLoss(owner: string, rows: ArrayLike<number>, conseque
     `${owner}: the loss of embeddings rows [${shown}] is ${rows[bad[0]]}: NaN or Inf in those embeddings (or in W); ${consequence}`,
     bad,
   );
+}
+
+/** A head a step (FusedHeadStep, PartialFC) can train: a cosine head with a margin, W its only variable, one row per class. */
+export function checkStepHead(owner: string, head: CosineHead): void {
+  if (!head || typeof head.margin !== "object")
+    fail(owner, "head", head === undefined ? undefined : typeof head, "must be a CosineHead (with a margin)");
+  const n = head.trainableVariables().length;
+  if (n !== 1)
+    fail(
+      owner,
+      "head.trainableVariables().length",
+      n,
+      "must be 1 (the weight): a learnable scale is not trained by a head step",
+    );
+  if (head.weight.shape[0] !== head.numClasses)
+    fail(
+      owner,
+      "head",
+      head.constructor.name,
+      `must have one row per class (weight rows ${head.weight.shape[0]}, numClasses ${head.numClasses}); sub-centre heads are not supported`,
+    );
 }
