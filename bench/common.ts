@@ -178,3 +178,104 @@ export function workerArgs(): { caseName: string; params: Record<string, number 
   if (i < 0) return null;
   return { caseName: process.argv[i + 1], params: JSON.parse(process.argv[i + 2] ?? "{}") };
 }
+
+/** Per-op figures of one stretch of work (a training step), from the native backend's own op calls. */
+export interface OpProfile {
+  /** Wall time of the stretch, ms. */
+  wallMs: number;
+  /** TensorFlow ops run by the native backend: count and summed wall time by op name. */
+  nativeOps: { op: string; count: number; ms: number }[];
+  /** tfjs kernels (tf.profile's names; kernels called inside custom gradients are counted too). */
+  tfjsKernels: { kernel: string; count: number }[];
+  /** Host round trips: tensors read back to JavaScript (dataSync, arraySync, data, array). */
+  downloads: number;
+  /** Tensors created from JavaScript values (batches, constants) and copied into TensorFlow. */
+  uploads: number;
+}
+
+/**
+ * Counts and times every TensorFlow op the native backend runs between start() and stop(): the
+ * binding's executeOp is the one door every tfjs-node kernel (and every op called by name) goes
+ * through, and tensorDataSync / createTensor the doors for host round trips. tfjs kernel names come
+ * from tf.profile running over the same stretch.
+ */
+export function opProbe(tf: typeof import("@tensorflow/tfjs-node")) {
+  // biome-ignore lint/suspicious/noExplicitAny: the native binding is not in tfjs' public types
+  const backend = tf.backend() as any as { binding: Record<string, (...a: unknown[]) => unknown> };
+  // the addon's exports are read-only: the backend gets a stand-in whose prototype is the real binding
+  const binding = backend.binding;
+  const probed = Object.create(binding) as typeof binding;
+  const override = (name: string, f: (...a: unknown[]) => unknown) =>
+    Object.defineProperty(probed, name, { value: f, configurable: true });
+  const ops = new Map<string, { count: number; ms: number }>();
+  let downloads = 0;
+  let uploads = 0;
+  let t0 = 0;
+  let profile: Promise<{ kernels: { name: string }[] }> | undefined;
+  let finish: (() => void) | undefined;
+  return {
+    start(): void {
+      ops.clear();
+      downloads = 0;
+      uploads = 0;
+      override("executeOp", (...a: unknown[]) => {
+        const s = performance.now();
+        const out = binding.executeOp(...a);
+        const e = ops.get(a[0] as string) ?? { count: 0, ms: 0 };
+        e.count++;
+        e.ms += performance.now() - s;
+        ops.set(a[0] as string, e);
+        return out;
+      });
+      override("tensorDataSync", (...a: unknown[]) => {
+        downloads++;
+        return binding.tensorDataSync(...a);
+      });
+      override("createTensor", (...a: unknown[]) => {
+        uploads++;
+        return binding.createTensor(...a);
+      });
+      backend.binding = probed;
+      // tf.profile turns kernel recording on synchronously and keeps it on until the promise settles
+      const stretch = new Promise<number>((resolve) => {
+        finish = () => resolve(0);
+      });
+      profile = tf.profile(() => stretch) as never;
+      t0 = performance.now();
+    },
+    async stop(): Promise<OpProfile> {
+      const wallMs = performance.now() - t0;
+      backend.binding = binding;
+      finish?.();
+      const info = await profile!;
+      const kernels = new Map<string, number>();
+      for (const k of info.kernels) kernels.set(k.name, (kernels.get(k.name) ?? 0) + 1);
+      return {
+        wallMs,
+        nativeOps: [...ops].map(([op, v]) => ({ op, ...v })).sort((a, b) => b.ms - a.ms),
+        tfjsKernels: [...kernels].map(([kernel, count]) => ({ kernel, count })).sort((a, b) => b.count - a.count),
+        downloads,
+        uploads,
+      };
+    },
+  };
+}
+
+/** The profile as a table: native ops by time, then the tfjs kernel counts and round trips. */
+export function printProfile(title: string, p: OpProfile, top = 25): void {
+  const nativeMs = p.nativeOps.reduce((a, o) => a + o.ms, 0);
+  const calls = p.nativeOps.reduce((a, o) => a + o.count, 0);
+  console.log(`\n${title}`);
+  console.log(
+    `  step wall ${p.wallMs.toFixed(1)} ms; native ops ${calls} calls, ${nativeMs.toFixed(1)} ms; outside ops (JavaScript, tape, data) ${(p.wallMs - nativeMs).toFixed(1)} ms`,
+  );
+  console.log(`  host round trips: ${p.downloads} reads to JavaScript, ${p.uploads} tensors copied in`);
+  console.log(`  ${"TensorFlow op".padEnd(34)} ${"calls".padStart(6)} ${"ms".padStart(8)} ${"ms/call".padStart(8)}`);
+  for (const o of p.nativeOps.slice(0, top))
+    console.log(
+      `  ${o.op.padEnd(34)} ${String(o.count).padStart(6)} ${o.ms.toFixed(2).padStart(8)} ${(o.ms / o.count).toFixed(3).padStart(8)}`,
+    );
+  if (p.nativeOps.length > top) console.log(`  ... ${p.nativeOps.length - top} more ops`);
+  const kernels = p.tfjsKernels.reduce((a, k) => a + k.count, 0);
+  console.log(`  tfjs kernels (${kernels} calls): ${p.tfjsKernels.map((k) => `${k.kernel} ${k.count}`).join(", ")}`);
+}
