@@ -1,0 +1,89 @@
+/**
+ * The backbones' fused kernels against their op-by-op references: BatchNorm's native kernels (training
+ * and inference, rank 4 and rank 2) against the closed form, the running averages the forward kernel
+ * updates against the closed form's, inference gradients against autodiff of the formula.
+ */
+import { test } from "uvu";
+import * as assert from "uvu/assert";
+import { BatchNorm, fusedBatchNormStatus } from "../src/backbones/batchnorm";
+import { tf } from "../src/backend";
+
+type T = import("@tensorflow/tfjs-node").Tensor;
+type V = import("@tensorflow/tfjs-node").Variable;
+
+const maxDiff = (a: T, b: T) => tf.tidy(() => tf.max(tf.abs(tf.sub(a, b))).dataSync()[0]);
+
+function layer(fused: boolean, shape: number[], momentum = 0.1): BatchNorm {
+  const l = new BatchNorm({ momentum, fused });
+  l.apply(tf.input({ shape: shape.slice(1) }));
+  const c = shape[shape.length - 1];
+  const [gamma, beta] = l.trainableWeights.map((w) => w.read() as V);
+  gamma.assign(tf.linspace(-1.5, 2, c));
+  beta.assign(tf.linspace(0.3, -0.2, c));
+  return l;
+}
+
+for (const shape of [
+  [6, 5, 4, 3],
+  [9, 7],
+]) {
+  test(`BatchNorm ${shape.length === 4 ? "[B,H,W,C]" : "[B,C]"}: fused kernels equal the closed form (outputs, gradients, running averages over 3 steps)`, () => {
+    const fused = layer(true, shape);
+    const ref = layer(false, shape);
+    for (let step = 0; step < 3; step++) {
+      const x = tf.randomNormal(shape, 0.5 * step, 1 + step, "float32", 11 + step);
+      const dy = tf.randomNormal(shape, 0, 1, "float32", 21 + step);
+      const before = tf.memory().numTensors;
+      const run = (l: BatchNorm) => {
+        const vars = l.trainableWeights.map((w) => w.read() as V);
+        const { value, grads } = tf.variableGrads(
+          () => tf.sum(tf.mul(l.apply(x, { training: true }) as T, dy)) as import("@tensorflow/tfjs-node").Scalar,
+          vars,
+        );
+        const dx = tf.grad((xi: T) => tf.sum(tf.mul(l.apply(xi, { training: true }) as T, dy)))(x);
+        return { value, dgamma: grads[vars[0].name], dbeta: grads[vars[1].name], dx };
+      };
+      const a = run(fused);
+      const b = run(ref);
+      assert.ok(maxDiff(a.value, b.value) < 1e-3, `loss at step ${step}`);
+      assert.ok(maxDiff(a.dx, b.dx) < 1e-4, `dx at step ${step}: ${maxDiff(a.dx, b.dx)}`);
+      assert.ok(maxDiff(a.dgamma, b.dgamma) < 1e-3, `dgamma at step ${step}`);
+      assert.ok(maxDiff(a.dbeta, b.dbeta) < 1e-4, `dbeta at step ${step}`);
+      tf.dispose([a.value, a.dx, a.dgamma, a.dbeta, b.value, b.dx, b.dgamma, b.dbeta]);
+      assert.is(tf.memory().numTensors, before, "a training call leaves the tensor count unchanged");
+      // two calls per step (variableGrads and grad) update the running averages twice in both
+      const [fm, fv] = fused.nonTrainableWeights.map((w) => w.read());
+      const [rm, rv] = ref.nonTrainableWeights.map((w) => w.read());
+      assert.ok(maxDiff(fm, rm) < 1e-5, `running mean after step ${step}: ${maxDiff(fm, rm)}`);
+      assert.ok(maxDiff(fv, rv) < 1e-4, `running variance after step ${step}: ${maxDiff(fv, rv)}`);
+      tf.dispose([x, dy]);
+    }
+    assert.is(fusedBatchNormStatus(), true, "the native backend ran the fused kernels");
+  });
+
+  test(`BatchNorm ${shape.length === 4 ? "[B,H,W,C]" : "[B,C]"} inference: fused kernel and its gradient equal the formula's (autodiff)`, () => {
+    const fused = layer(true, shape);
+    // move the running statistics away from 0 / 1 first
+    fused.apply(tf.randomNormal(shape, 2, 3, "float32", 5), { training: true });
+    const x = tf.randomNormal(shape, 1, 2, "float32", 6);
+    const dy = tf.randomNormal(shape, 0, 1, "float32", 7);
+    const [gamma, beta] = fused.trainableWeights.map((w) => w.read() as V);
+    const [mean, variance] = fused.nonTrainableWeights.map((w) => w.read().clone());
+    const formula = (xi: T, g: T, b: T) =>
+      tf.add(tf.mul(tf.div(tf.sub(xi, mean), tf.sqrt(tf.add(variance, 1e-5))), g), b);
+    assert.ok(maxDiff(fused.apply(x, { training: false }) as T, formula(x, gamma, beta)) < 1e-4, "inference output");
+    const ours = tf.variableGrads(
+      () => tf.sum(tf.mul(fused.apply(x, { training: false }) as T, dy)) as import("@tensorflow/tfjs-node").Scalar,
+      [gamma, beta],
+    );
+    const dxOurs = tf.grad((xi: T) => tf.sum(tf.mul(fused.apply(xi, { training: false }) as T, dy)))(x);
+    const [dx, dg, db] = tf.grads((xi: T, g: T, b: T) => tf.sum(tf.mul(formula(xi, g, b), dy)))([x, gamma, beta]);
+    assert.ok(maxDiff(dxOurs, dx) < 1e-4, "dx");
+    assert.ok(maxDiff(ours.grads[gamma.name], dg) < 1e-3, "dgamma");
+    assert.ok(maxDiff(ours.grads[beta.name], db) < 1e-4, "dbeta");
+    const [m2, v2] = fused.nonTrainableWeights.map((w) => w.read());
+    assert.ok(maxDiff(m2, mean) === 0 && maxDiff(v2, variance) === 0, "inference leaves the running statistics alone");
+  });
+}
+
+test.run();
