@@ -6,6 +6,7 @@
 import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { BatchNorm, fusedBatchNormStatus } from "../src/backbones/batchnorm";
+import { PReLU, prelu } from "../src/backbones/prelu";
 import { tf } from "../src/backend";
 
 type T = import("@tensorflow/tfjs-node").Tensor;
@@ -85,5 +86,49 @@ for (const shape of [
     assert.ok(maxDiff(m2, mean) === 0 && maxDiff(v2, variance) === 0, "inference leaves the running statistics alone");
   });
 }
+
+for (const shape of [
+  [4, 5, 6, 3],
+  [7, 5],
+]) {
+  test(`PReLU ${shape.length === 4 ? "[B,H,W,C]" : "[B,C]"}: output and gradients equal tfjs' prelu (autodiff), slopes of both signs, x = 0 included`, () => {
+    const c = shape[shape.length - 1];
+    const alpha = tf.reshape(tf.linspace(-0.5, 1.5, c), shape.length === 4 ? [1, 1, c] : [c]);
+    // a grid with exact zeros and both signs
+    const x = tf.tidy(() => {
+      const r = tf.randomNormal(shape, 0, 1, "float32", 3);
+      return tf.where(tf.less(tf.abs(r), 0.3), tf.zerosLike(r), r);
+    });
+    assert.ok(tf.sum(tf.equal(x, 0)).dataSync()[0] > 0, "the input has exact zeros");
+    const dy = tf.randomNormal(shape, 0, 1, "float32", 4);
+    const loss = (fn: (a: T, b: T) => T) => (xi: T, a: T) => tf.sum(tf.mul(fn(xi, a), dy));
+    assert.ok(maxDiff(prelu(x, alpha), tf.prelu(x, alpha)) < 1e-7, "forward");
+    const before = tf.memory().numTensors;
+    const [dx, da] = tf.grads(loss(prelu))([x, alpha]);
+    const [rx, ra] = tf.grads(loss(tf.prelu))([x, alpha]);
+    assert.ok(maxDiff(dx, rx) < 1e-6, "dx");
+    assert.ok(maxDiff(da, ra) < 1e-4, `dalpha: ${maxDiff(da, ra)}`);
+    assert.equal(da.shape, alpha.shape);
+    tf.dispose([dx, da, rx, ra]);
+    assert.is(tf.memory().numTensors, before, "no tensors left behind");
+  });
+}
+
+test("PReLU layer: weight 'alpha' of tfjs' shape ([1,1,C] for images, [C] for vectors), initialised at 0.25", () => {
+  for (const [shape, alphaShape] of [
+    [
+      [8, 8, 5],
+      [1, 1, 5],
+    ],
+    [[6], [6]],
+  ]) {
+    const l = new PReLU(0.25);
+    l.apply(tf.input({ shape }));
+    const [w] = l.trainableWeights;
+    assert.ok(w.originalName.endsWith("/alpha"), w.originalName);
+    assert.equal(w.shape, alphaShape);
+    assert.equal(Array.from(w.read().dataSync()), new Array(alphaShape[alphaShape.length - 1]).fill(0.25));
+  }
+});
 
 test.run();

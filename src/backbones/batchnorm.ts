@@ -10,25 +10,7 @@
  * PyTorch's conventions: eps 1e-5, momentum 0.1 on the running statistics, unbiased running variance.
  */
 import { tf } from "../backend";
-
-interface NativeBackend {
-  binding: {
-    TF_ATTR_TYPE: number;
-    TF_ATTR_FLOAT: number;
-    TF_ATTR_STRING: number;
-    TF_ATTR_BOOL: number;
-    TF_FLOAT: number;
-  };
-  executeMultipleOutputs(name: string, attrs: unknown[], inputs: Tensor[], numOutputs: number): Tensor[];
-}
-
-/** The native backend when it can run arbitrary TensorFlow ops (tfjs-node and tfjs-node-gpu), else undefined. */
-function nativeBackend(): NativeBackend | undefined {
-  const be = tf.backend() as unknown as Partial<NativeBackend>;
-  return tf.getBackend() === "tensorflow" && typeof be.executeMultipleOutputs === "function" && be.binding
-    ? (be as NativeBackend)
-    : undefined;
-}
+import { floatAttr, type NativeBackend, nativeBackend } from "./native";
 
 let fusedWorks: boolean | undefined;
 
@@ -40,8 +22,8 @@ let fusedWorks: boolean | undefined;
 function fusedAttrs(be: NativeBackend, epsilon: number, training: boolean, averageFactor?: number) {
   const b = be.binding;
   const attrs: { name: string; type: number; value: unknown }[] = [
-    { name: "T", type: b.TF_ATTR_TYPE, value: b.TF_FLOAT },
-    { name: "U", type: b.TF_ATTR_TYPE, value: b.TF_FLOAT },
+    floatAttr(be, "T"),
+    floatAttr(be, "U"),
     { name: "epsilon", type: b.TF_ATTR_FLOAT, value: epsilon },
     { name: "data_format", type: b.TF_ATTR_STRING, value: "NHWC" },
     { name: "is_training", type: b.TF_ATTR_BOOL, value: training },
