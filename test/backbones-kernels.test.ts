@@ -6,6 +6,7 @@
 import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { BatchNorm, fusedBatchNormStatus } from "../src/backbones/batchnorm";
+import { Conv2D } from "../src/backbones/conv";
 import { PReLU, prelu } from "../src/backbones/prelu";
 import { tf } from "../src/backend";
 
@@ -128,6 +129,45 @@ test("PReLU layer: weight 'alpha' of tfjs' shape ([1,1,C] for images, [C] for ve
     assert.ok(w.originalName.endsWith("/alpha"), w.originalName);
     assert.equal(w.shape, alphaShape);
     assert.equal(Array.from(w.read().dataSync()), new Array(alphaShape[alphaShape.length - 1]).fill(0.25));
+  }
+});
+
+test("Conv2D layer: tfjs' Conv2D layer's weight, output and gradients; no input gradient where the input is data", async () => {
+  for (const [strides, padding] of [
+    [1, "same"],
+    [2, "same"],
+    [2, "valid"],
+  ] as const) {
+    const opts = { filters: 4, kernelSize: 3, strides, padding };
+    const ours = new Conv2D({ ...opts, kernelInitializer: tf.initializers.heNormal({ seed: 5 }) });
+    const ref = tf.layers.conv2d({ ...opts, useBias: false, kernelInitializer: tf.initializers.heNormal({ seed: 5 }) });
+    const input = tf.input({ shape: [9, 9, 2] });
+    const sym = ours.apply(input) as import("@tensorflow/tfjs-node").SymbolicTensor;
+    assert.equal(sym.shape, (ref.apply(input) as import("@tensorflow/tfjs-node").SymbolicTensor).shape, "output shape");
+    const [k] = ours.trainableWeights;
+    const [rk] = ref.trainableWeights;
+    assert.ok(k.originalName.endsWith("/kernel"));
+    assert.is(maxDiff(k.read(), rk.read()), 0, "same initial kernel from the same initializer");
+    const x = tf.randomNormal([3, 9, 9, 2], 0, 1, "float32", 9);
+    const dy = tf.randomNormal(
+      sym.shape.map((d) => d ?? 3),
+      0,
+      1,
+      "float32",
+      10,
+    );
+    const loss = (l: { apply: (x: T) => unknown }) => (xi: T) => tf.sum(tf.mul(l.apply(xi) as T, dy));
+    assert.ok(maxDiff(ours.apply(x) as T, ref.apply(x) as T) < 1e-5, `forward (${strides}, ${padding})`);
+    assert.ok(maxDiff(tf.grad(loss(ours))(x), tf.grad(loss(ref))(x)) < 1e-5, "dx");
+    const g = tf.variableGrads(() => loss(ours)(x) as import("@tensorflow/tfjs-node").Scalar, [k.read() as V]);
+    const rg = tf.variableGrads(() => loss(ref)(x) as import("@tensorflow/tfjs-node").Scalar, [rk.read() as V]);
+    assert.ok(maxDiff(g.grads[(k.read() as V).name], rg.grads[(rk.read() as V).name]) < 1e-4, "dkernel");
+    const profile = await tf.profile(() => {
+      tf.variableGrads(() => loss(ours)(x) as import("@tensorflow/tfjs-node").Scalar, [k.read() as V]);
+    });
+    const names = profile.kernels.map((kn) => kn.name);
+    assert.ok(names.includes("Conv2DBackpropFilter"), "the kernel's gradient is computed");
+    assert.not.ok(names.includes("Conv2DBackpropInput"), "the data's gradient is not");
   }
 });
 

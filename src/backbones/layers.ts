@@ -2,6 +2,7 @@
 import { tf } from "../backend";
 import type { Init } from "./backbone";
 import { BatchNorm } from "./batchnorm";
+import { Conv2D } from "./conv";
 import { PReLU } from "./prelu";
 
 export type SymbolicTensor = import("@tensorflow/tfjs-node").SymbolicTensor;
@@ -16,6 +17,7 @@ export function prelu(x: SymbolicTensor): SymbolicTensor {
   return new PReLU(0.25).apply(x) as SymbolicTensor;
 }
 
+/** Convolution without bias, He-normal initialised, with a lazy input gradient (conv.ts). */
 export function conv(
   x: SymbolicTensor,
   init: Init,
@@ -24,16 +26,13 @@ export function conv(
   stride = 1,
   padding: "same" | "valid" = "same",
 ): SymbolicTensor {
-  return tf.layers
-    .conv2d({
-      filters,
-      kernelSize: kernel,
-      strides: stride,
-      padding,
-      useBias: false,
-      kernelInitializer: init.heNormal(),
-    })
-    .apply(x) as SymbolicTensor;
+  return new Conv2D({
+    filters,
+    kernelSize: kernel,
+    strides: stride,
+    padding,
+    kernelInitializer: init.heNormal(),
+  }).apply(x) as SymbolicTensor;
 }
 
 export function depthwise(
