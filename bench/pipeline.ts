@@ -36,6 +36,7 @@ import {
   runPeer,
   runWorker,
   workerArgs,
+  writeResults,
 } from "./common";
 
 interface TrainParams {
@@ -315,18 +316,19 @@ export async function run(args: string[]): Promise<number> {
       runWorker("pipeline.ts", "render", { size: 32, count: quick ? 200 : 2000 }),
       runWorker("pipeline.ts", "render", { size: 112, count: quick ? 100 : 500 }),
     ];
-    printRows("synthetic rendering (sharp, 4 in flight)", rows);
+    printRows("synthetic rendering (sharp, 4 in flight)", rows, [], "ms per run");
     for (const r of rows) line(r);
   }
   if (which === "decode" || which === "all") {
     const r = runWorker("pipeline.ts", "decode", { count: quick ? 200 : 2000 });
-    printRows("decoding", [r]);
+    printRows("decoding", [r], [], "ms per run");
     line(r);
     if (!("error" in r))
       console.log(
         `  marginlab pipeline batches (flip, crop, normalise) from memory ${(r.pipelineImagesPerSecond as number).toFixed(1)} images/s`,
       );
   }
+  if (which !== "profile") console.log(`\nresults: ${writeResults("pipeline")}`);
   return 0;
 }
 
