@@ -184,7 +184,8 @@ test("RecordIO: corrupt magic and truncation name the file and offset; skip mode
   writeFileSync(`${prefix}.rec`, rec.subarray(0, idx[5] + 20));
   await recordIODataset({ path: dir }).then(
     () => assert.unreachable("should throw"),
-    (e: Error) => assert.match(e.message, new RegExp(`train\\.rec: record key 5: truncated record .* at byte offset ${idx[5]}`)),
+    (e: Error) =>
+      assert.match(e.message, new RegExp(`train\\.rec: record key 5: truncated record .* at byte offset ${idx[5]}`)),
   );
   const ds2 = await recordIODataset({ path: dir, onCorrupt: "skip" });
   assert.is(ds2.size, 5);
