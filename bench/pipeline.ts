@@ -2,7 +2,8 @@
  * `node --require tsx/cjs bench/pipeline.ts [train|render|decode|all] [options]`: the training
  * pipeline's speed, each case in its own process.
  *
- * - train: images/s of one training step (forward, backward, gradient clipping, SGD momentum update)
+ * - train (`--backbones iresnet-small,lenet++,...` picks cases; PyTorch peers exist for the iResNets
+ *   and LeNet++): images/s of one training step (forward, backward, gradient clipping, SGD momentum update)
  *   of an iResNet backbone + ArcFace head (s=64, m=0.5) through src/train's trainer, beside the same
  *   network in PyTorch (bench/peers/pipeline_resnet.py, .venv-peers). Default: the 2-core size
  *   (iResNet [1,1,1,1] x [16,32,64,128], 32x32x1, B=64, C=1000); `--full` adds iResNet-18 at 112x112x3, B=16.
@@ -260,6 +261,15 @@ const CASES: Record<string, Omit<TrainParams, "repeats"> & { repeats: number; qu
   },
 };
 
+/** The cases named by --backbones a,b,c, or the defaults. */
+function caseNames(option: string | boolean | undefined, defaults: string[]): string[] {
+  const names = typeof option === "string" ? option.split(",") : defaults;
+  for (const name of names)
+    if (!CASES[name])
+      throw new Error(`--backbones: "${name}" is not a case; allowed are ${Object.keys(CASES).join(", ")}`);
+  return names;
+}
+
 function trainCase(name: string, repeats: number): TrainParams {
   const { quickRepeats: _q, ...p } = CASES[name];
   return { ...p, repeats };
@@ -286,25 +296,21 @@ export async function run(args: string[]): Promise<number> {
   const quick = o.quick === true;
   console.log(`bench pipeline (${which}); machine: ${machineLine()}`);
   if (which === "train" || which === "all") {
-    const names = ["iresnet-small", ...(o.full ? ["iresnet18"] : [])];
+    const names = caseNames(o.backbones, ["iresnet-small", ...(o.full ? ["iresnet18"] : [])]);
     for (const name of names) {
       const p = trainCase(name, intOption(o, "repeats", quick ? CASES[name].quickRepeats : CASES[name].repeats));
       const ours = runWorker("pipeline.ts", "train", p);
       const peerArgs = Object.entries(p).flatMap(([k, v]) => [`--${k}`, String(v)]);
-      const peer = o["no-peer"] ? null : runPeer("pipeline_resnet.py", "pytorch", peerArgs);
+      const hasPeer = p.backbone === "iresnet" || p.backbone === "lenet++";
+      const peer = o["no-peer"] || !hasPeer ? null : runPeer("pipeline_resnet.py", "pytorch", peerArgs);
       const rows = [ours, ...(peer ? [peer] : [])];
       printRows(caseTitle(p), rows, peer ? [[ours, peer]] : []);
       for (const r of rows) line(r);
     }
   }
   if (which === "profile") {
-    const names =
-      typeof o.backbones === "string"
-        ? o.backbones.split(",")
-        : ["iresnet-small", "lenet++", "lenet-small", "mobilefacenet-small"];
+    const names = caseNames(o.backbones, ["iresnet-small", "lenet++", "lenet-small", "mobilefacenet-small"]);
     for (const name of names) {
-      if (!CASES[name])
-        throw new Error(`--backbones: "${name}" is not a case; allowed are ${Object.keys(CASES).join(", ")}`);
       const p = { ...trainCase(name, 1), profile: true };
       const r = runWorker("pipeline.ts", "train", p);
       if (isFailure(r)) printRows(caseTitle(p), [r]);
