@@ -186,11 +186,13 @@ export interface ResultRow {
   machine: string;
   /** 1-minute load average when the case started and ended (its peer's run included). */
   load: { start: number; end: number };
+  /** The command line that measured it. */
+  command?: string;
 }
 
 export interface ResultsFile {
   bench: string;
-  /** The command line the rows came from. */
+  /** The command line of the latest run that wrote the file (each row has its own). */
   command: string;
   rows: ResultRow[];
 }
@@ -258,7 +260,11 @@ export function writeResults(
 ): string {
   const date = new Date().toISOString();
   const load = { start: loadAtStart, end: os.loadavg()[0] };
-  const rows = [...recorded, ...extra.map((r) => ({ load, ...r, date, machine: machineName() }))];
+  const command = ["node", path.relative(ROOT, process.argv[1] ?? ""), ...process.argv.slice(2)].join(" ");
+  const rows = [...recorded, ...extra.map((r) => ({ load, ...r, date, machine: machineName() }))].map((r) => ({
+    ...r,
+    command,
+  }));
   const dir = resultsDir();
   mkdirSync(dir, { recursive: true });
   const file = path.join(dir, `${bench}-${date.slice(0, 10)}.json`);
@@ -270,7 +276,7 @@ export function writeResults(
   }
   const content: ResultsFile = {
     bench,
-    command: ["node", path.relative(ROOT, process.argv[1] ?? ""), ...process.argv.slice(2)].join(" "),
+    command,
     rows: [...kept, ...rows],
   };
   const tmp = `${file}.${process.pid}.tmp`;

@@ -192,73 +192,37 @@ async function decodeWorker(p: { count: number }): Promise<void> {
   });
 }
 
+/** What the 2-core cases share: B=64, ArcFace over 1000 classes, 2 warm-up steps. */
+const SMALL = { layers: "", widths: "", classes: 1000, batch: 64, warmup: 2, repeats: 7, quickRepeats: 3 };
+
 /** The training-step cases: the bench's two iResNet sizes and the backbones the ablations train. */
 const CASES: Record<string, Omit<TrainParams, "repeats"> & { repeats: number; quickRepeats: number }> = {
   "iresnet-small": {
+    ...SMALL,
     backbone: "iresnet",
     layers: "1,1,1,1",
     widths: "16,32,64,128",
     size: 32,
     channels: 1,
     emb: 64,
-    classes: 1000,
-    batch: 64,
-    warmup: 2,
-    repeats: 7,
-    quickRepeats: 3,
   },
   iresnet18: {
+    ...SMALL,
     backbone: "iresnet",
     layers: "2,2,2,2",
     widths: "64,128,256,512",
     size: 112,
     channels: 3,
     emb: 512,
-    classes: 1000,
     batch: 16,
     warmup: 1,
     repeats: 3,
     quickRepeats: 2,
   },
-  "lenet++": {
-    backbone: "lenet++",
-    layers: "",
-    widths: "",
-    size: 28,
-    channels: 1,
-    emb: 2,
-    classes: 10,
-    batch: 64,
-    warmup: 2,
-    repeats: 7,
-    quickRepeats: 3,
-  },
-  "lenet-small": {
-    backbone: "lenet++",
-    layers: "",
-    widths: "8,16,32",
-    size: 28,
-    channels: 1,
-    emb: 2,
-    classes: 10,
-    batch: 64,
-    warmup: 2,
-    repeats: 7,
-    quickRepeats: 3,
-  },
-  "mobilefacenet-small": {
-    backbone: "mobilefacenet-small",
-    layers: "",
-    widths: "",
-    size: 32,
-    channels: 1,
-    emb: 64,
-    classes: 1000,
-    batch: 64,
-    warmup: 2,
-    repeats: 7,
-    quickRepeats: 3,
-  },
+  // the ablations' LeNet++ at MNIST size, 2-D features over 10 classes
+  "lenet++": { ...SMALL, backbone: "lenet++", size: 28, channels: 1, emb: 2, classes: 10 },
+  "lenet-small": { ...SMALL, backbone: "lenet++", widths: "8,16,32", size: 28, channels: 1, emb: 2, classes: 10 },
+  "mobilefacenet-small": { ...SMALL, backbone: "mobilefacenet-small", size: 32, channels: 1, emb: 64 },
 };
 
 /** The cases named by --backbones a,b,c, or the defaults. */

@@ -13,27 +13,10 @@
  */
 import { existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
-
-interface Row {
-  case: string;
-  unit: string;
-  value: number;
-  peer?: { name: string; value: number };
-  ratio?: number;
-  figures?: Record<string, number>;
-  date: string;
-  machine: string;
-  load: { start: number; end: number };
-}
-
-interface ResultsFile {
-  bench: string;
-  command: string;
-  rows: Row[];
-}
+import { type ResultsFile, type ResultRow as Row, resultsDir } from "../bench/common";
 
 const ROOT = path.resolve(__dirname, "..");
-const RESULTS = process.env.MARGINLAB_RESULTS_DIR ?? path.join(ROOT, "results", "bench");
+const RESULTS = resultsDir();
 const BEGIN = /<!-- results:begin(?: ([\w,-]+))? -->/;
 const END = "<!-- results:end -->";
 
@@ -59,7 +42,8 @@ export function newestRows(dir: string): { bench: string; command: string; row: 
         if (typeof row[k] !== "string") throw new Error(`${file}: rows[${i}].${k} is missing or not a string`);
       const key = `${data.bench}\u0000${row.case}`;
       const old = byCase.get(key);
-      if (!old || old.row.date <= row.date) byCase.set(key, { bench: data.bench, command: data.command, row });
+      if (!old || old.row.date <= row.date)
+        byCase.set(key, { bench: data.bench, command: row.command ?? data.command, row });
     });
   }
   return [...byCase.values()];

@@ -4,15 +4,17 @@
  * run with label noise or another process later renders nothing, a lock left by a dead process is
  * taken over (its half-written folder removed), and nothing temporary is left behind.
  */
-import { spawn } from "node:child_process";
+import { execFile, spawn } from "node:child_process";
 import { mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
+import { promisify } from "node:util";
 import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { syntheticHash } from "../src/data/synthetic";
 
 const root = path.join(__dirname, "..");
+const run = promisify(execFile);
 const cacheDir = mkdtempSync(path.join(os.tmpdir(), "marginlab-synth-shared-"));
 test.after(() => rmSync(cacheDir, { recursive: true, force: true }));
 
@@ -29,18 +31,9 @@ function load(extra: object = {}): Promise<{ rendered: boolean; digest: string; 
       for (let i = 0; i < ds.size; i++) h.update((await ds.get(i)).data);
       process.stdout.write(JSON.stringify({ rendered: ds.rendered, digest: h.digest("hex"), size: ds.size }));
     })().catch((e) => { console.error(e); process.exit(1); });`;
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ["--require", "tsx/cjs", "-e", script], { cwd: root });
-    let out = "";
-    let err = "";
-    child.stdout.on("data", (d) => {
-      out += d;
-    });
-    child.stderr.on("data", (d) => {
-      err += d;
-    });
-    child.on("close", (code) => (code === 0 ? resolve(JSON.parse(out)) : reject(new Error(`exit ${code}: ${err}`))));
-  });
+  return run(process.execPath, ["--require", "tsx/cjs", "-e", script], { cwd: root }).then(({ stdout }) =>
+    JSON.parse(stdout),
+  );
 }
 
 const leftovers = () => readdirSync(cacheDir).filter((f) => f.includes(".tmp-") || f.endsWith(".lock"));
