@@ -12,18 +12,11 @@ type Tensor = import("@tensorflow/tfjs-node").Tensor;
 type LayerVariable = import("@tensorflow/tfjs-layers/dist/variables").LayerVariable;
 type Shape = (number | null)[];
 
-let zero: Tensor | undefined;
-/** One scalar 0 for the comparisons (not copied into TensorFlow again on every call). */
-function scalarZero(): Tensor {
-  if (!zero || zero.isDisposed) zero = tf.keep(tf.scalar(0));
-  return zero;
-}
-
 /** The PReLU function of x (rank >= 2, channels last) and alpha (broadcastable to x), differentiable in both. */
 export function prelu(x: Tensor, alpha: Tensor): Tensor {
   const axes = Array.from({ length: x.rank - 1 }, (_, i) => i);
   const f = tf.customGrad(((xi: Tensor, a: Tensor, save: (t: Tensor[]) => void) => {
-    const positive = tf.greater(xi, scalarZero());
+    const positive = tf.greater(xi, 0);
     save([xi, a, positive]);
     return {
       value: select(positive, xi, tf.mul(xi, a)),
@@ -31,7 +24,7 @@ export function prelu(x: Tensor, alpha: Tensor): Tensor {
         const d = Array.isArray(dy) ? dy[0] : dy;
         const [xs, as, pos] = saved;
         const dx = select(pos, d, tf.mul(d, as));
-        const da = tf.reshape(tf.sum(tf.mul(d, tf.minimum(xs, scalarZero())), axes), as.shape);
+        const da = tf.reshape(tf.sum(tf.mul(d, tf.minimum(xs, 0)), axes), as.shape);
         return [dx, da];
       },
     };
