@@ -86,12 +86,19 @@ async function checkBackend(env: NodeJS.ProcessEnv): Promise<CheckResult> {
       detail: describeBackend(JSON.parse(result.stdout)),
       required: true,
     };
-  const message = result.stderr.split("\n").find((line) => /Error/.test(line)) ?? "";
+  // The thrown error's own line ("BackendError: ..." carries its fix), not tsx's code frame around it.
+  const lines = result.stderr.split("\n");
+  const message = lines.find((line) => /^\s*\w*Error: /.test(line)) ?? lines.find((line) => /Error/.test(line)) ?? "";
+  const backendError = /^\s*BackendError: /.test(message);
   return {
     name: "TensorFlow backend",
     status: "missing",
-    detail: message.trim().slice(0, 300) || "does not load",
-    fix: SETUP_FIX,
+    detail:
+      message
+        .trim()
+        .replace(/^BackendError: /, "")
+        .slice(0, 600) || "does not load",
+    fix: backendError ? undefined : SETUP_FIX, // a BackendError names its own fix
     required: true,
   };
 }

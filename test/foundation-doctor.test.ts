@@ -45,6 +45,13 @@ test("`marginlab doctor` exits 1 when something required is missing and 0 on thi
   assert.not.match(green.stdout, /MISSING/);
 });
 
+test("a backend that refuses to load shows its own message, not the code around the throw", async () => {
+  const results = await runDoctor({ env: { ...process.env, MARGINLAB_BACKEND: "tpu" }, timeoutMs: 500 });
+  const backend = results.find((r) => r.name === "TensorFlow backend")!;
+  assert.is(backend.status, "missing");
+  assert.match(backend.detail, /^MARGINLAB_BACKEND=tpu is not valid: allowed are "cpu", "gpu" and "tfjs-node-gpu"/);
+});
+
 test("the backend row names the package, the device and where libtensorflow came from", async () => {
   const results = await runDoctor({ timeoutMs: 500 });
   const backend = results.find((r) => r.name === "TensorFlow backend")!;
