@@ -120,7 +120,8 @@ const suite = step("npm test on tfjs-node-gpu", "npm", ["test"], {
   env: { ...loaderEnv, MARGINLAB_BACKEND: "tfjs-node-gpu" },
   maxBuffer: 256 * 1024 * 1024,
 });
-const summary = /(\d+) passed, (\d+) failed/.exec(suite.stdout);
+// run-tests.mjs ends with the suite's own "N passed, N failed" line (each file's line has more before it).
+const summary = /^(\d+) passed, (\d+) failed$/m.exec(suite.stdout);
 process.stdout.write(
   suite.stdout
     .split("\n")
