@@ -3,6 +3,7 @@
 // says what it did; a failing step names itself and the fix, and the install exits non-zero.
 import { homedir } from "node:os";
 import path from "node:path";
+import { gpuBuildHint, setupGpuBuild } from "./setup/gpu-build.mjs";
 import { writeKernelSpec } from "./setup/kernel-spec.mjs";
 import { setupNativeBackend } from "./setup/native-backend.mjs";
 import { setupPythonEnv, venvDir } from "./setup/python-env.mjs";
@@ -29,15 +30,17 @@ function main() {
   const started = Date.now();
   checkNode();
   setupNativeBackend();
-  if (process.env.MARGINLAB_SKIP_PYTHON === "1") {
+  const skipPython = process.env.MARGINLAB_SKIP_PYTHON === "1";
+  if (skipPython) {
     log("python environment: skipped (MARGINLAB_SKIP_PYTHON=1); bring your own JupyterLab and MLflow server");
-    const spec = writeKernelSpec(userJupyterDataDir());
-    log(`kernel spec: ${spec.changed ? "written" : "unchanged"} at ${spec.file}`);
   } else {
     setupPythonEnv();
-    const spec = writeKernelSpec(path.join(venvDir, "share", "jupyter"));
-    log(`kernel spec: ${spec.changed ? "written" : "unchanged"} at ${spec.file}`);
   }
+  // Opt-in (docs/gpu.md); before the kernel spec, which carries the GPU build's loader path.
+  if (process.env.MARGINLAB_GPU === "1") setupGpuBuild();
+  else gpuBuildHint();
+  const spec = writeKernelSpec(skipPython ? userJupyterDataDir() : path.join(venvDir, "share", "jupyter"));
+  log(`kernel spec: ${spec.changed ? "written" : "unchanged"} at ${spec.file}`);
   log(`done in ${((Date.now() - started) / 1000).toFixed(1)} s. Check with: npx marginlab doctor`);
 }
 

@@ -5,7 +5,9 @@
 import { spawn } from "node:child_process";
 import { existsSync, readFileSync } from "node:fs";
 import path from "node:path";
-import { venvDir, venvTool } from "./project";
+import * as gpuEnv from "../scripts/setup/gpu-env.cjs";
+import type { BackendInfo } from "./backend";
+import { projectRoot, venvDir, venvTool } from "./project";
 
 export type CheckStatus = "ok" | "missing" | "warn";
 
@@ -77,23 +79,65 @@ async function checkBackend(env: NodeJS.ProcessEnv): Promise<CheckResult> {
     ...env,
     TF_CPP_MIN_LOG_LEVEL: "3",
   });
-  if (result.ok) {
-    const info = JSON.parse(result.stdout);
+  if (result.ok)
     return {
       name: "TensorFlow backend",
       status: "ok",
-      detail: `${info.name} (${info.package}), TensorFlow ${info.tensorflowVersion}, tfjs ${info.tfjsVersion}, ${info.device} [${info.reason}]`,
+      detail: describeBackend(JSON.parse(result.stdout)),
       required: true,
     };
-  }
-  const message = result.stderr.split("\n").find((line) => /Error/.test(line)) ?? "";
+  // The thrown error's own line ("BackendError: ..." carries its fix), not tsx's code frame around it.
+  const lines = result.stderr.split("\n");
+  const message = lines.find((line) => /^\s*\w*Error: /.test(line)) ?? lines.find((line) => /Error/.test(line)) ?? "";
+  const backendError = /^\s*BackendError: /.test(message);
   return {
     name: "TensorFlow backend",
     status: "missing",
-    detail: message.trim().slice(0, 300) || "does not load",
-    fix: SETUP_FIX,
+    detail:
+      message
+        .trim()
+        .replace(/^BackendError: /, "")
+        .slice(0, 600) || "does not load",
+    fix: backendError ? undefined : SETUP_FIX, // a BackendError names its own fix
     required: true,
   };
+}
+
+/** Which library on which device, e.g. "@tensorflow/tfjs-node-gpu on GPU (NVIDIA H200), TensorFlow 2.21.0 from ...". */
+export function describeBackend(info: BackendInfo): string {
+  const device =
+    info.device === "GPU" && info.gpus.length > 0 ? `GPU (${[...new Set(info.gpus)].join(", ")})` : info.device;
+  return `${info.package} on ${device}: libtensorflow ${info.tensorflowVersion} from ${info.libtensorflow.origin} (${info.libtensorflow.path}), tfjs ${info.tfjsVersion} [${info.reason}]`;
+}
+
+/** Only with the GPU build installed: its CUDA libraries, whether they are on the loader path, the devices. */
+function checkGpuBuild(env: NodeJS.ProcessEnv): CheckResult[] {
+  if (!gpuEnv.gpuBuildInstalled(projectRoot)) return [];
+  const dirs = gpuEnv.cudaLibraryDirs(projectRoot);
+  const missing = gpuEnv.missingLoaderDirs(projectRoot, env);
+  const visible = gpuEnv.cudaDeviceVisible(env);
+  const devices = visible ? gpuEnv.gpuNames().join(", ") || "a CUDA device" : "no CUDA device visible";
+  if (dirs.length === 0) {
+    return [
+      {
+        name: "GPU build",
+        status: "warn",
+        detail: `${gpuEnv.GPU_PACKAGE} is installed, but no CUDA libraries are linked at ${gpuEnv.cudaWheelsDir(projectRoot)}`,
+        fix: "run `MARGINLAB_GPU=1 npm run setup`",
+        required: false,
+      },
+    ];
+  }
+  const onPath = missing.length === 0 ? "all on LD_LIBRARY_PATH" : `${missing.length} not on LD_LIBRARY_PATH`;
+  return [
+    {
+      name: "GPU build",
+      status: visible && missing.length > 0 ? "warn" : "ok",
+      detail: `${dirs.length} CUDA library folders under ${path.dirname(path.dirname(dirs[0]))} (${onPath}); ${devices}`,
+      fix: 'start through `npx marginlab` or the Jupyter kernel, or `eval "$(node scripts/setup/gpu-env.cjs)"` first',
+      required: false,
+    },
+  ];
 }
 
 async function checkPython(env: NodeJS.ProcessEnv, skipPython: boolean): Promise<CheckResult> {
@@ -266,6 +310,7 @@ export async function runDoctor(options: DoctorOptions = {}): Promise<CheckResul
     checkPackage("nbconvert", versions.nbconvert, "jupyter-nbconvert", env),
     kernel,
     checkPackage("MLflow", versions.mlflow, "mlflow", env),
+    ...checkGpuBuild(env),
     ...server,
   ];
 }

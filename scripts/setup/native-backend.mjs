@@ -1,25 +1,46 @@
-// Makes @tensorflow/tfjs-node usable: its own libtensorflow download first, and when that host is
-// unreachable, the libtensorflow inside the pinned `tensorflow-cpu` Python wheel (see README,
-// "How the native backend is installed"). Idempotent: a working binding is left alone.
+// Makes a tfjs native package usable: @tensorflow/tfjs-node with its own libtensorflow download first and,
+// when that host is unreachable, the libtensorflow inside the pinned `tensorflow-cpu` Python wheel (see README,
+// "How the native backend is installed"); @tensorflow/tfjs-node-gpu always with the `tensorflow` GPU wheel's
+// (its own download is libtensorflow 2.9.1 for CUDA 11.2, see docs/gpu.md). Idempotent: a working binding is
+// left alone.
 import { existsSync, mkdirSync, readdirSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { envWithLocalBin, lastLines, log, nodeHeadersDir, root, run, SetupError } from "./util.mjs";
 
-export const TF_WHEEL = { name: "tensorflow-cpu", version: "2.21.0", python: "311", platform: "manylinux_2_27_x86_64" };
-const tfjsNodeDir = path.join(root, "node_modules", "@tensorflow", "tfjs-node");
-/** Outside node_modules, so a fresh `node_modules` only rebuilds the binding and downloads nothing. */
-export const libtensorflowCache = path.join(root, ".cache", `libtensorflow-${TF_WHEEL.version}`);
+const TF_VERSION = "2.21.0";
+const WHEEL_TAGS = { python: "311", platform: "manylinux_2_27_x86_64" };
+
+/**
+ * The two builds. Each caches what it takes from its wheel outside node_modules (so a fresh `node_modules`
+ * only rebuilds the binding and downloads nothing).
+ */
+export const CPU_BUILD = {
+  label: "native backend",
+  pkg: "@tensorflow/tfjs-node",
+  dir: path.join(root, "node_modules", "@tensorflow", "tfjs-node"),
+  wheel: { name: "tensorflow-cpu", version: TF_VERSION, ...WHEEL_TAGS, size: "about 275 MB", unpacked: "900 MB" },
+  cache: path.join(root, ".cache", `libtensorflow-${TF_VERSION}`),
+  tryOwnDownload: true,
+};
+export const GPU_BUILD = {
+  label: "GPU build",
+  pkg: "@tensorflow/tfjs-node-gpu",
+  dir: path.join(root, "node_modules", "@tensorflow", "tfjs-node-gpu"),
+  wheel: { name: "tensorflow", version: TF_VERSION, ...WHEEL_TAGS, size: "about 575 MB", unpacked: "1.3 GB" },
+  cache: path.join(root, ".cache", `libtensorflow-gpu-${TF_VERSION}`),
+  tryOwnDownload: false,
+};
 
 // The libraries the binding links, and the headers its two .cc files include (measured from the
 // compiler's dependency files; the prefixes below cover them with margin).
 const LIBRARIES = ["libtensorflow_cc.so.2", "libtensorflow_framework.so.2"];
 const HEADER_PREFIXES = ["tensorflow/c/", "tensorflow/core/platform/ctstring", "tsl/platform/ctstring", "xla/tsl/c/"];
 
-function bindingLoads(env = process.env) {
+function bindingLoads(build, env = process.env) {
   const probe = run(
     process.execPath,
-    ["-e", "const tf=require('@tensorflow/tfjs-node');process.stdout.write(tf.getBackend())"],
+    ["-e", `const tf=require('${build.pkg}');process.stdout.write(tf.getBackend())`],
     {
       cwd: root,
       env: { ...env, TF_CPP_MIN_LOG_LEVEL: "3" },
@@ -28,15 +49,15 @@ function bindingLoads(env = process.env) {
   return probe.status === 0 && probe.stdout.trim() === "tensorflow" ? true : probe.stderr;
 }
 
-function tryPackageDownload() {
+function tryPackageDownload(build) {
   if (process.env.MARGINLAB_SKIP_TFJS_DOWNLOAD === "1") return "skipped (MARGINLAB_SKIP_TFJS_DOWNLOAD=1)";
-  log("native backend: trying @tensorflow/tfjs-node's own libtensorflow download");
+  log(`${build.label}: trying ${build.pkg}'s own libtensorflow download`);
   const result = run(process.execPath, ["scripts/install.js"], {
-    cwd: tfjsNodeDir,
+    cwd: build.dir,
     env: envWithLocalBin(nodeEnv()),
     timeout: 15 * 60 * 1000,
   });
-  if (result.status === 0 && bindingLoads() === true) return true;
+  if (result.status === 0 && bindingLoads(build) === true) return true;
   const output = `${result.stdout}\n${result.stderr}`;
   const reason = output.split("\n").find((line) => /getaddrinfo|ENOTFOUND|ECONNREFUSED|ETIMEDOUT|Error:/.test(line));
   return (reason ?? lastLines(output, 1)).trim();
@@ -47,7 +68,7 @@ function nodeEnv() {
   return nodedir ? { npm_config_nodedir: nodedir } : {};
 }
 
-function findPython() {
+export function findPython() {
   for (const candidate of [process.env.MARGINLAB_PYTHON, "python3", "python"].filter(Boolean)) {
     const probe = run(candidate, ["-c", "import sys; print(sys.version_info >= (3, 8))"]);
     if (probe.status === 0 && probe.stdout.trim() === "True") return candidate;
@@ -55,21 +76,25 @@ function findPython() {
   return undefined;
 }
 
-/** Downloads the wheel (pip's cache and configured mirrors apply) and extracts only what the binding needs. */
-function fetchLibtensorflowFromWheel() {
+/**
+ * Downloads the wheel (pip's cache and configured mirrors apply) and extracts only what the binding needs,
+ * plus the wheel's METADATA (the GPU build reads its CUDA requirements there).
+ */
+function fetchLibtensorflowFromWheel(build) {
+  const { wheel: TF_WHEEL, cache: libtensorflowCache } = build;
   const marker = path.join(libtensorflowCache, "COMPLETE");
   if (existsSync(marker)) return;
   const python = findPython();
   if (!python) {
     throw new SetupError(
-      "native backend: libtensorflow from the TensorFlow wheel",
-      "no python3 with pip found to download the tensorflow-cpu wheel",
+      `${build.label}: libtensorflow from the TensorFlow wheel`,
+      `no python3 with pip found to download the ${TF_WHEEL.name} wheel`,
       "install Python 3.10+ with pip (Debian: apt-get install python3 python3-pip python3-venv), or set TFJS_NODE_CDN_STORAGE to a mirror of Google's libtensorflow storage",
     );
   }
   const spec = `${TF_WHEEL.name}==${TF_WHEEL.version}`;
   const downloadDir = path.join(tmpdir(), `marginlab-tf-wheel-${process.pid}`);
-  log(`native backend: downloading ${spec} (about 275 MB) to take libtensorflow from it`);
+  log(`${build.label}: downloading ${spec} (${TF_WHEEL.size}) to take libtensorflow from it`);
   const download = run(
     python,
     [
@@ -91,7 +116,7 @@ function fetchLibtensorflowFromWheel() {
   const wheel = existsSync(downloadDir) ? readdirSync(downloadDir).find((f) => f.endsWith(".whl")) : undefined;
   if (download.status !== 0 || !wheel) {
     throw new SetupError(
-      "native backend: downloading the tensorflow-cpu wheel",
+      `${build.label}: downloading the ${TF_WHEEL.name} wheel`,
       `pip download ${spec} failed:\n${lastLines(download.stdout + download.stderr, 6)}`,
       "check that pip reaches the Python package index (pip config list; a proxy or mirror via PIP_INDEX_URL), then run `npm run setup` again",
     );
@@ -112,7 +137,9 @@ with zipfile.ZipFile(wheel) as z:
         name = info.filename
         if info.is_dir():
             continue
-        if name.startswith('tensorflow/') and name.count('/') == 1 and os.path.basename(name) in libs:
+        if name.endswith('.dist-info/METADATA') and name.count('/') == 1:
+            dest = os.path.join(out, 'METADATA')
+        elif name.startswith('tensorflow/') and name.count('/') == 1 and os.path.basename(name) in libs:
             dest = os.path.join(out, 'lib', os.path.basename(name))
         elif name.startswith('tensorflow/include/') and name[len('tensorflow/include/'):].startswith(prefixes):
             dest = os.path.join(out, 'include', name[len('tensorflow/include/'):])
@@ -133,17 +160,18 @@ with zipfile.ZipFile(wheel) as z:
   const missing = LIBRARIES.filter((lib) => !existsSync(path.join(libtensorflowCache, "lib", lib)));
   if (extract.status !== 0 || missing.length > 0) {
     throw new SetupError(
-      "native backend: extracting libtensorflow from the wheel",
+      `${build.label}: extracting libtensorflow from the wheel`,
       `extraction failed${missing.length ? ` (missing ${missing.join(", ")})` : ""}:\n${lastLines(extract.stderr, 6)}`,
-      `check the error above and free disk space (about 900 MB is needed under ${libtensorflowCache}), then run \`npm run setup\` again`,
+      `check the error above and free disk space (about ${TF_WHEEL.unpacked} is needed under ${libtensorflowCache}), then run \`npm run setup\` again`,
     );
   }
   writeFileSync(marker, `${TF_WHEEL.name} ${TF_WHEEL.version}\n`);
 }
 
-/** Points tfjs-node's deps/ at the cached libtensorflow under the names its build and loader expect. */
-function linkDeps() {
-  const deps = path.join(tfjsNodeDir, "deps");
+/** Points the package's deps/ at the cached libtensorflow under the names its build and loader expect. */
+function linkDeps(build) {
+  const libtensorflowCache = build.cache;
+  const deps = path.join(build.dir, "deps");
   rmSync(deps, { recursive: true, force: true });
   mkdirSync(path.join(deps, "lib"), { recursive: true });
   const lib = (name) => path.join(libtensorflowCache, "lib", name);
@@ -161,60 +189,66 @@ function linkDeps() {
   symlinkSync(path.join(libtensorflowCache, "include"), path.join(deps, "include"));
 }
 
-function buildBinding() {
+function buildBinding(build) {
   const nodedir = nodeHeadersDir();
   if (!nodedir) {
     throw new SetupError(
-      "native backend: building the binding",
+      `${build.label}: building the binding`,
       "Node's C headers (include/node/node_api.h) were not found, and node-gyp cannot download them offline",
       "install Node's headers (Debian: apt-get install libnode-dev, or use the official Node.js tarball) or set npm_config_nodedir to the folder holding include/node",
     );
   }
-  log("native backend: building the tfjs-node binding against libtensorflow (about a minute)");
-  const build = run("node-pre-gyp", ["install", "--build-from-source"], {
-    cwd: tfjsNodeDir,
+  log(`${build.label}: building the ${build.pkg} binding against libtensorflow (about a minute)`);
+  const result = run("node-pre-gyp", ["install", "--build-from-source"], {
+    cwd: build.dir,
     env: envWithLocalBin({ npm_config_nodedir: nodedir }),
     timeout: 20 * 60 * 1000,
   });
-  if (build.status !== 0) {
+  if (result.status !== 0) {
     throw new SetupError(
-      "native backend: building the binding",
-      `node-pre-gyp install --build-from-source failed:\n${lastLines(build.stdout + build.stderr, 12)}`,
+      `${build.label}: building the binding`,
+      `node-pre-gyp install --build-from-source failed:\n${lastLines(result.stdout + result.stderr, 12)}`,
       "a C++ compiler, make and python3 are needed (Debian: apt-get install build-essential python3)",
     );
   }
-  rmSync(path.join(tfjsNodeDir, "build-tmp-napi-v8"), { recursive: true, force: true });
+  rmSync(path.join(build.dir, "build-tmp-napi-v8"), { recursive: true, force: true });
 }
 
-export function setupNativeBackend() {
-  if (!existsSync(tfjsNodeDir)) {
-    throw new SetupError("native backend", "node_modules/@tensorflow/tfjs-node is missing", "run `npm install` first");
+/** Returns true when it built the binding, false when a working one was already there. */
+export function setupNativeBackend(build = CPU_BUILD) {
+  if (!existsSync(build.dir)) {
+    throw new SetupError(
+      build.label,
+      `node_modules/${build.pkg} is missing`,
+      build === CPU_BUILD ? "run `npm install` first" : "run `MARGINLAB_GPU=1 npm run setup` again",
+    );
   }
-  if (bindingLoads() === true) {
-    log("native backend: @tensorflow/tfjs-node loads (backend 'tensorflow'), nothing to do");
-    return;
+  if (bindingLoads(build) === true) {
+    log(`${build.label}: ${build.pkg} loads (backend 'tensorflow'), nothing to do`);
+    return false;
   }
-  const hasDeps = existsSync(path.join(tfjsNodeDir, "deps", "lib", "libtensorflow.so.2.9.1"));
-  if (!hasDeps && !existsSync(path.join(libtensorflowCache, "COMPLETE"))) {
-    const downloaded = tryPackageDownload();
+  const hasDeps = existsSync(path.join(build.dir, "deps", "lib", "libtensorflow.so.2.9.1"));
+  if (build.tryOwnDownload && !hasDeps && !existsSync(path.join(build.cache, "COMPLETE"))) {
+    const downloaded = tryPackageDownload(build);
     if (downloaded === true) {
-      log("native backend: installed by the package's own download");
-      return;
+      log(`${build.label}: installed by the package's own download`);
+      return true;
     }
     log(
-      `native backend: the package's own download did not work (${downloaded}); using the tensorflow-cpu wheel instead`,
+      `${build.label}: the package's own download did not work (${downloaded}); using the ${build.wheel.name} wheel instead`,
     );
   }
-  fetchLibtensorflowFromWheel();
-  linkDeps();
-  buildBinding();
-  const loads = bindingLoads();
+  fetchLibtensorflowFromWheel(build);
+  linkDeps(build);
+  buildBinding(build);
+  const loads = bindingLoads(build);
   if (loads !== true) {
     throw new SetupError(
-      "native backend: loading the built binding",
+      `${build.label}: loading the built binding`,
       `the binding was built but does not load:\n${lastLines(String(loads), 8)}`,
-      "remove node_modules/@tensorflow/tfjs-node/lib and .cache/libtensorflow-*, then run `npm run setup` again; if it persists, report the message above",
+      `remove node_modules/${build.pkg}/lib and ${path.relative(root, build.cache)}, then run \`npm run setup\` again; if it persists, report the message above`,
     );
   }
-  log("native backend: @tensorflow/tfjs-node loads (backend 'tensorflow')");
+  log(`${build.label}: ${build.pkg} loads (backend 'tensorflow')`);
+  return true;
 }

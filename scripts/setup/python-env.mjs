@@ -33,7 +33,8 @@ function findBasePython() {
   return undefined;
 }
 
-export function setupPythonEnv() {
+/** Creates .venv when it is missing (also used alone by the GPU build under MARGINLAB_SKIP_PYTHON=1). */
+export function ensureVenv() {
   if (!existsSync(venvPython)) {
     const base = findBasePython();
     if (!base)
@@ -48,6 +49,10 @@ export function setupPythonEnv() {
       throw new SetupError("python environment: creating .venv", lastLines(created.stderr, 6), PYTHON_FIX);
     }
   }
+}
+
+export function setupPythonEnv() {
+  ensureVenv();
   const wanted = sha256OfFile(requirements);
   if (existsSync(stamp) && readFileSync(stamp, "utf8").trim() === wanted) {
     log("python environment: .venv is up to date with requirements.txt, nothing to do");
