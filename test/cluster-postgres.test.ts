@@ -2,9 +2,10 @@
 // project-local PostgreSQL, 4 workers) and, for comparison, against SQLite with the same workers.
 // Eight processes log 5,000 steps of two metrics each through marginlab's Run API; MLflow's own
 // Python client reads every point back.
-import { spawn } from "node:child_process";
+import { execFile } from "node:child_process";
 import { chmodSync, readFileSync } from "node:fs";
 import path from "node:path";
+import { promisify } from "node:util";
 import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { projectRoot } from "../src/project";
@@ -12,6 +13,7 @@ import { ensureTeamServer, stopTeamServer } from "../src/tracking/embedded";
 import { startMlflowServer } from "../src/tracking/server";
 import { python, removeTempDirs, tempDir } from "./tracking-helpers";
 
+const execFileAsync = promisify(execFile);
 const WRITERS = 8;
 const STEPS = 5000;
 const WORKERS = 4;
@@ -24,35 +26,14 @@ interface WriterResult {
   seconds: number;
 }
 
-function writer(url: string, experiment: string, index: number, journalDir: string): Promise<WriterResult> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(
-      process.execPath,
-      [
-        "--require",
-        "tsx/cjs",
-        path.join(projectRoot, "test", "cluster-writer.ts"),
-        url,
-        experiment,
-        String(index),
-        String(STEPS),
-        journalDir,
-      ],
-      { cwd: projectRoot, stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, MLFLOW_TRACKING_URI: "" } },
-    );
-    let out = "";
-    let err = "";
-    child.stdout.on("data", (d) => {
-      out += d;
-    });
-    child.stderr.on("data", (d) => {
-      err += d;
-    });
-    child.on("close", (code) => {
-      if (code !== 0) return reject(new Error(`writer ${index} exited ${code}: ${err.slice(-2000)}`));
-      resolve(JSON.parse(out.trim().split("\n").pop() ?? "") as WriterResult);
-    });
-  });
+async function writer(url: string, experiment: string, index: number, journalDir: string): Promise<WriterResult> {
+  const script = path.join(projectRoot, "test", "cluster-writer.ts");
+  const { stdout } = await execFileAsync(
+    process.execPath,
+    ["--require", "tsx/cjs", script, url, experiment, String(index), String(STEPS), journalDir],
+    { cwd: projectRoot, env: { ...process.env, MLFLOW_TRACKING_URI: "" }, maxBuffer: 16 * 1024 * 1024 },
+  );
+  return JSON.parse(stdout.trim().split("\n").pop() ?? "") as WriterResult;
 }
 
 interface ReadBack {
@@ -102,9 +83,9 @@ if (process.env.MARGINLAB_CLUSTER_TESTS !== "1") {
   test(`PostgreSQL store: ${WRITERS} concurrent writers x ${STEPS} steps, nothing locked, nothing lost`, async () => {
     const dir = tempDir("team");
     chmodSync(dir, 0o755); // the PostgreSQL server runs as the postgres user when we are root
-    const postgresDir = path.join(dir, "postgres");
-    const server = await ensureTeamServer({ dir: path.join(dir, "mlflow"), postgresDir, workers: WORKERS });
+    const dirs = { dir: path.join(dir, "mlflow"), postgresDir: path.join(dir, "postgres") };
     try {
+      const server = await ensureTeamServer({ ...dirs, workers: WORKERS });
       const { results, seconds, back } = await hammer(server.url, "concurrency");
       const requests = results.reduce((n, r) => n + r.sent.requests, 0);
       console.log(
@@ -122,7 +103,7 @@ if (process.env.MARGINLAB_CLUSTER_TESTS !== "1") {
       }
       assert.is(locked(path.join(server.dir, "server.log")), 0);
     } finally {
-      await stopTeamServer(server.dir);
+      await stopTeamServer(dirs);
     }
   });
 

@@ -12,7 +12,7 @@ import * as assert from "uvu/assert";
 import { projectRoot } from "../src/project";
 import { MlflowClient } from "../src/tracking/client";
 import { ensureTeamServer, stopTeamServer } from "../src/tracking/embedded";
-import { startRun } from "../src/tracking/run";
+import { type Run, startRun } from "../src/tracking/run";
 import { standInPlan } from "./cluster-stand-in-task";
 import { python, removeTempDirs, tempDir } from "./tracking-helpers";
 
@@ -20,9 +20,10 @@ const STEPS = 40;
 const PLAN = standInPlan("stand-in", "smoke");
 const REQUEUED = 1; // the task killed mid-way
 const THROTTLE = 2;
+const standIn = path.join(projectRoot, "test", "cluster-stand-in-task.ts");
 
 function sh(command: string, args: string[], env: NodeJS.ProcessEnv): string {
-  const result = spawnSync(command, args, { env, encoding: "utf8", timeout: 20 * 60_000 });
+  const result = spawnSync(command, args, { cwd: projectRoot, env, encoding: "utf8", timeout: 20 * 60_000 });
   if (result.status !== 0)
     throw new Error(`${command} ${args.join(" ")} exited ${result.status}: ${result.stderr.trim().slice(-2000)}`);
   return result.stdout.trim();
@@ -78,22 +79,27 @@ if (process.env.MARGINLAB_CLUSTER_TESTS !== "1") {
     const slurmDir = path.join(dir, "slurm");
     const env: NodeJS.ProcessEnv = { ...process.env, MARGINLAB_SLURM_DIR: slurmDir };
     const scripts = path.join(projectRoot, "scripts", "cluster");
-    const t0 = Date.now();
-    const exportLine = sh("bash", [path.join(scripts, "slurm-up.sh")], env);
-    env.SLURM_CONF = /SLURM_CONF=(\S+)/.exec(exportLine)?.[1];
-    assert.ok(env.SLURM_CONF, exportLine);
-    const server = await ensureTeamServer({ dir: path.join(dir, "mlflow"), postgresDir: path.join(dir, "postgres") });
-    const upSeconds = (Date.now() - t0) / 1000;
-    const client = new MlflowClient({ trackingUri: server.url });
-    const parent = await startRun({ trackingUri: server.url, experiment: "cluster-array", name: "stand-in/smoke" });
+    const dirs = { dir: path.join(dir, "mlflow"), postgresDir: path.join(dir, "postgres") };
+    let openParent: Run | undefined;
+    let openClient: MlflowClient | undefined;
     try {
+      const t0 = Date.now();
+      const exportLine = sh("bash", [path.join(scripts, "slurm-up.sh")], env);
+      env.SLURM_CONF = /SLURM_CONF=(\S+)/.exec(exportLine)?.[1];
+      assert.ok(env.SLURM_CONF, exportLine);
+      const server = await ensureTeamServer(dirs);
+      const upSeconds = (Date.now() - t0) / 1000;
+      const client = new MlflowClient({ trackingUri: server.url });
+      openClient = client;
+      const parent = await startRun({ trackingUri: server.url, experiment: "cluster-array", name: "stand-in/smoke" });
+      openParent = parent;
       const parentId = parent.id;
       assert.ok(parentId);
       const taskEnv = {
         ...env,
         MLFLOW_TRACKING_URI: server.url,
         MARGINLAB_ROOT: projectRoot,
-        MARGINLAB_TASK_COMMAND: `${process.execPath} --require tsx/cjs ${path.join(projectRoot, "test", "cluster-stand-in-task.ts")}`,
+        MARGINLAB_TASK_COMMAND: `${process.execPath} --require tsx/cjs ${standIn}`,
         MARGINLAB_STANDIN_STEPS: String(STEPS),
         MARGINLAB_STANDIN_JOURNAL: path.join(dir, "journal"),
       };
@@ -171,17 +177,37 @@ if (process.env.MARGINLAB_CLUSTER_TESTS !== "1") {
         .filter((f) => /already FINISHED/.test(readFileSync(path.join(dir, f), "utf8"))).length;
       assert.is(skipped, PLAN.length);
 
+      // 3. The local baseline: the same tasks one after another, no Slurm, under a second parent.
+      const local = await startRun({
+        trackingUri: server.url,
+        experiment: "cluster-array",
+        name: "stand-in/smoke local",
+      });
+      const t3 = Date.now();
+      for (let i = 0; i < PLAN.length; i++) {
+        const args = ["stand-in", "--preset", "smoke", "--index", String(i), "--parent", local.id ?? ""];
+        sh(process.execPath, ["--require", "tsx/cjs", standIn, ...args], taskEnv);
+      }
+      const localSeconds = (Date.now() - t3) / 1000;
+      await local.end("FINISHED");
+      const localRuns = await attemptsUnder(server.url, local.id ?? "");
+      assert.equal(
+        localRuns.map((a) => a.status),
+        Array(PLAN.length).fill("FINISHED"),
+      );
+
       console.log(
         `slurm array of ${PLAN.length} tasks (%${THROTTLE}): cluster + server up in ${upSeconds.toFixed(0)} s; ` +
           `array ${arraySeconds.toFixed(0)} s; submitted ${PLAN.length}, arrived ${finished.length}, ` +
           `duplicated ${finished.length - new Set(finished.map((a) => a.index)).size}, retried ${killed.length} ` +
-          `(Slurm restarts ${restarts}); resubmitted array: ${skipped} skipped in ${againSeconds.toFixed(0)} s`,
+          `(Slurm restarts ${restarts}); resubmitted array: ${skipped} skipped in ${againSeconds.toFixed(0)} s; ` +
+          `the same tasks one after another without Slurm: ${localSeconds.toFixed(0)} s`,
       );
     } finally {
-      await parent.end("FINISHED");
-      client.close();
+      await openParent?.end("FINISHED");
+      openClient?.close();
       sh("bash", [path.join(scripts, "slurm-down.sh")], env);
-      await stopTeamServer(server.dir);
+      await stopTeamServer(dirs);
       removeTempDirs();
     }
   });

@@ -266,28 +266,40 @@ export async function ensureTeamServer(
   checkPsycopg();
   const postgresDir = options.backendStoreUri ? undefined : (options.postgresDir ?? projectPostgresDir());
   const local = postgresDir ? startProjectPostgres(postgresDir) : undefined;
-  return ensureEmbeddedServer({
-    dir,
-    port: options.port,
-    startTimeoutMs: options.startTimeoutMs,
-    postgresDir,
-    server: {
-      backendStoreUri: local?.uri ?? options.backendStoreUri,
-      artifactsDestination: options.artifacts,
-      workers: options.workers ?? 4,
-      host: options.host,
-      extraArgs: options.extraArgs,
-      // The local cluster's password stays in its libpq password file, out of every command line.
-      env: local ? { PGPASSFILE: local.passFile } : undefined,
-    },
-  });
+  try {
+    return await ensureEmbeddedServer({
+      dir,
+      port: options.port,
+      // Several workers each import MLflow, and a first start creates the tables: slower than SQLite's one.
+      startTimeoutMs: options.startTimeoutMs ?? 300_000,
+      postgresDir,
+      server: {
+        backendStoreUri: local?.uri ?? options.backendStoreUri,
+        artifactsDestination: options.artifacts,
+        workers: options.workers ?? 4,
+        host: options.host,
+        extraArgs: options.extraArgs,
+        // The local cluster's password stays in its libpq password file, out of every command line.
+        env: local ? { PGPASSFILE: local.passFile } : undefined,
+      },
+    });
+  } catch (error) {
+    // No server to use it: do not leave the PostgreSQL started for it running.
+    if (postgresDir) stopProjectPostgres(postgresDir);
+    throw error;
+  }
 }
 
-/** Stops the team server and the project-local PostgreSQL it used; false when no server was running. */
-export async function stopTeamServer(dir: string = teamServerDir()): Promise<boolean> {
-  const info = await runningEmbeddedServer(dir);
+/**
+ * Stops the team server and then the project-local PostgreSQL it used (the one server.json names;
+ * without a record, `postgresDir` or .marginlab/postgres); false when no MLflow server was running.
+ */
+export async function stopTeamServer(options: { dir?: string; postgresDir?: string } = {}): Promise<boolean> {
+  const dir = options.dir ?? teamServerDir();
+  const recorded = recordedInfo(dir);
+  // A recorded server says which cluster it used (none for --postgres=URI); else the given or default one.
+  const postgresDir = recorded ? recorded.postgresDir : (options.postgresDir ?? projectPostgresDir());
   const stopped = await stopEmbeddedServer(dir);
-  const postgresDir = info?.postgresDir ?? recordedInfo(dir)?.postgresDir;
   if (postgresDir && existsSync(path.join(postgresDir, "data"))) stopProjectPostgres(postgresDir);
   return stopped;
 }

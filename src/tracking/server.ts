@@ -110,6 +110,8 @@ export async function startMlflowServer(options: MlflowServerOptions): Promise<M
   const stop = async () => {
     if (child.exitCode !== null || child.pid === undefined) return;
     const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
+    // A detached server was unref'd: without this, awaiting its exit would let the event loop drain.
+    child.ref();
     try {
       process.kill(-child.pid, "SIGTERM");
     } catch {
