@@ -111,7 +111,7 @@ if (process.env.MARGINLAB_CLUSTER_TESTS !== "1") {
   // its journal); the assertion is marginlab's own promise: nothing lost either way.
   test(`SQLite store, same ${WORKERS} workers, for comparison`, async () => {
     const dir = tempDir("sqlite");
-    const server = await startMlflowServer({ dir, workers: WORKERS });
+    const server = await startMlflowServer({ dir, workers: WORKERS, startTimeoutMs: 300_000 });
     try {
       const { results, seconds, back } = await hammer(server.url, "concurrency");
       const requests = results.reduce((n, r) => n + r.sent.requests, 0);
