@@ -1,6 +1,7 @@
 /**
- * Starts and stops a real `mlflow server` from the project environment: SQLite backend store and
- * proxied artifacts under one folder, bound to 127.0.0.1.
+ * Starts and stops a real `mlflow server` from the project environment, bound to 127.0.0.1 by default:
+ * a SQLite backend store and proxied artifacts under one folder, or (for a team) a PostgreSQL store
+ * and a shared artifact location with several workers.
  */
 import { type ChildProcess, spawn } from "node:child_process";
 import { closeSync, existsSync, mkdirSync, openSync } from "node:fs";
@@ -9,8 +10,14 @@ import path from "node:path";
 import { venvTool } from "../project";
 
 export interface MlflowServerOptions {
-  /** Folder for mlflow.db, artifacts and the server log. */
+  /** Folder for the server log (and, by default, mlflow.db and artifacts/). */
   dir: string;
+  /** Default: sqlite:///<dir>/mlflow.db. A postgresql://... URI needs psycopg (3) in the venv. */
+  backendStoreUri?: string;
+  /** Where proxied artifacts go: a folder, or a URI MLflow supports (s3://, gs://, ...). Default <dir>/artifacts. */
+  artifactsDestination?: string;
+  /** uvicorn worker processes (default 1; SQLite allows one writer, so more only helps PostgreSQL). */
+  workers?: number;
   host?: string;
   /** 0 or absent: a free port. */
   port?: number;
@@ -80,11 +87,11 @@ export async function startMlflowServer(options: MlflowServerOptions): Promise<M
     "--port",
     String(port),
     "--backend-store-uri",
-    `sqlite:///${path.join(options.dir, "mlflow.db")}`,
+    options.backendStoreUri ?? `sqlite:///${path.join(options.dir, "mlflow.db")}`,
     "--artifacts-destination",
-    path.join(options.dir, "artifacts"),
+    options.artifactsDestination ?? path.join(options.dir, "artifacts"),
     "--workers",
-    "1",
+    String(options.workers ?? 1),
     ...(options.extraArgs ?? []),
   ];
   const child = spawn(mlflowExecutable(options.env), args, {
@@ -103,6 +110,8 @@ export async function startMlflowServer(options: MlflowServerOptions): Promise<M
   const stop = async () => {
     if (child.exitCode !== null || child.pid === undefined) return;
     const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
+    // A detached server was unref'd: without this, awaiting its exit would let the event loop drain.
+    child.ref();
     try {
       process.kill(-child.pid, "SIGTERM");
     } catch {
