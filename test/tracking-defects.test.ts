@@ -108,7 +108,11 @@ test("1: run deleted at 30 % of logging and restored at 70 %: nothing rejected, 
   const steps = 10_000; // 2 keys: 20,000 points
   for (let step = 0; step < steps; step++) {
     if (step === 0.3 * steps) await client.deleteRun(run.id!);
-    if (step === 0.7 * steps) await client.restoreRun(run.id!);
+    if (step === 0.7 * steps) {
+      // Make sure the sender has met the deleted run (under load it may lag behind), then restore.
+      assert.ok((await run.flush({ timeoutMs: 20_000 })) > 0, "items wait while the run is deleted");
+      await client.restoreRun(run.id!);
+    }
     run.logMetrics({ a: step, b: -step }, step);
     if (step % 100 === 99) await sleep(10);
   }

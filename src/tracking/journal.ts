@@ -13,6 +13,7 @@ import {
   constants,
   existsSync,
   fsyncSync,
+  linkSync,
   mkdirSync,
   openSync,
   readdirSync,
@@ -466,8 +467,12 @@ export function tryLockJournal(journalFile: string): (() => void) | undefined {
   const lock = lockPath(journalFile);
   if (heldLocks.has(lock)) return undefined;
   for (let attempt = 0; attempt < 3; attempt++) {
+    // Written whole under a private name, then linked into place: link(2) fails when the lock exists,
+    // and a lock never exists half-written (an empty one would look stale to another taker).
+    const mine = `${lock}.${process.pid}.${attempt}.tmp`;
+    writeFileSync(mine, String(process.pid));
     try {
-      writeFileSync(lock, String(process.pid), { flag: "wx" });
+      linkSync(mine, lock);
       heldLocks.add(lock);
       return () => {
         heldLocks.delete(lock);
@@ -475,6 +480,8 @@ export function tryLockJournal(journalFile: string): (() => void) | undefined {
       };
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code !== "EEXIST") throw error;
+    } finally {
+      rmSync(mine, { force: true });
     }
     if (livePidOf(lock) !== undefined) return undefined;
     // Stale (its process is gone): move it aside atomically, so two takers cannot both remove a fresh lock.
