@@ -2,6 +2,10 @@
  * `marginlab <command>`: the headless entry point. Each command lives in src/cli/<name>.ts and
  * exports `run(args): Promise<number>` (the exit code) and a one-line `summary`.
  */
+import { onTrackingOffline } from "./tracking/reachability";
+
+// Library code never prints: the one warning that the tracking server is unreachable is printed here.
+onTrackingOffline((event) => console.error(`marginlab: ${event.message}`));
 interface Command {
   summary: string;
   run(args: string[]): Promise<number>;

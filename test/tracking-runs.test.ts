@@ -6,10 +6,12 @@ import path from "node:path";
 import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { chromiumUnavailable } from "../src/plots/html";
-import { MlflowClient, splitBatch } from "../src/tracking/client";
-import { authorizationHeader, redact, trackingConfigFromEnv } from "../src/tracking/config";
+import { splitBatch } from "../src/tracking/batch";
+import { MlflowClient } from "../src/tracking/client";
+import { authorizationHeader, trackingConfigFromEnv } from "../src/tracking/config";
 import { runningEmbeddedServer } from "../src/tracking/embedded";
 import { configHash, flattenConfig } from "../src/tracking/params";
+import { Redactor } from "../src/tracking/redaction";
 import { startRun, withRun } from "../src/tracking/run";
 import type { MlflowServer } from "../src/tracking/server";
 import { runSweep } from "../src/tracking/sweep";
@@ -63,7 +65,7 @@ test("keys and batches: MLflow's rules are enforced before sending", () => {
   });
   assert.is(configHash({ x: 1, y: { z: 2 } }), configHash({ y: { z: 2 }, x: 1 }));
   assert.is.not(configHash({ x: 1 }), configHash({ x: 2 }));
-  assert.is(redact("http://me:s3cret@host/x failed: s3cret", ["s3cret"]), "http://***@host/x failed: ***");
+  assert.is(new Redactor(["s3cret"]).text("http://me:s3cret@host/x failed: s3cret"), "http://***@host/x failed: ***");
 });
 
 test("configuration from the MLFLOW_* environment; credentials split off the URI", () => {

@@ -1,14 +1,16 @@
 /**
  * A typed client for the MLflow 3.x tracking REST API (/api/2.0/mlflow/...) and the server's proxied
  * artifact API (/api/2.0/mlflow-artifacts/...). One request per method except logBatch, which splits
- * to the server's limits, and the *All helpers, which follow page tokens.
+ * to the server's limits (batch.ts), and the *All helpers, which follow page tokens. Artifact paths are
+ * checked here, so no entry point can write or read outside a run's artifact folder.
  */
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
+import { splitBatch } from "./batch";
 import { normalizeTrackingUri, type TrackingConfig, trackingConfigFromEnv } from "./config";
 import { HttpTransport, MlflowHttpError, type TransportStats } from "./http";
-import { LIMITS } from "./validate";
+import { LIMITS, validateArtifactPath } from "./validate";
 
 export type RunStatus = "RUNNING" | "SCHEDULED" | "FINISHED" | "FAILED" | "KILLED";
 export type ViewType = "ACTIVE_ONLY" | "DELETED_ONLY" | "ALL";
@@ -73,59 +75,6 @@ export interface BatchPayload {
 export interface ClientOptions extends Partial<Omit<TrackingConfig, "trackingUri">> {
   /** The server's base URL; defaults to MLFLOW_TRACKING_URI. */
   trackingUri?: string;
-}
-
-/** A metric as the JSON body carries it: finite numbers only (non-finite ones never reach here). */
-function metricBytes(m: Metric): number {
-  return m.key.length + 64 + String(m.value).length + String(m.step).length;
-}
-function kvBytes(kv: KeyValue): number {
-  return Buffer.byteLength(kv.key) + Buffer.byteLength(kv.value) + 32;
-}
-
-/**
- * Splits a payload into log-batch requests within MLflow's limits: 1000 metrics, 100 params, 100 tags,
- * 1000 entities, and a JSON body under 1 MB (estimated with margin, so counts alone never overflow it).
- * Order within each kind is kept.
- */
-export function splitBatch(payload: BatchPayload, maxBytes = LIMITS.batchBytes - 50_000): BatchPayload[] {
-  const batches: BatchPayload[] = [];
-  let current = { metrics: [] as Metric[], params: [] as KeyValue[], tags: [] as KeyValue[] };
-  let bytes = 100;
-  const flush = () => {
-    if (current.metrics.length + current.params.length + current.tags.length > 0) batches.push(current);
-    current = { metrics: [], params: [], tags: [] };
-    bytes = 100;
-  };
-  const total = () => current.metrics.length + current.params.length + current.tags.length;
-  for (const p of payload.params ?? []) {
-    const b = kvBytes(p);
-    if (current.params.length >= LIMITS.paramsPerBatch || total() >= LIMITS.entitiesPerBatch || bytes + b > maxBytes)
-      flush();
-    current.params.push(p);
-    bytes += b;
-  }
-  for (const t of payload.tags ?? []) {
-    const b = kvBytes(t);
-    if (current.tags.length >= LIMITS.tagsPerBatch || total() >= LIMITS.entitiesPerBatch || bytes + b > maxBytes)
-      flush();
-    current.tags.push(t);
-    bytes += b;
-  }
-  for (const m of payload.metrics ?? []) {
-    const b = metricBytes(m);
-    if (
-      current.metrics.length >= LIMITS.metricsPerBatch ||
-      total() >= LIMITS.entitiesPerBatch ||
-      bytes + b > maxBytes
-    ) {
-      flush();
-    }
-    current.metrics.push(m);
-    bytes += b;
-  }
-  flush();
-  return batches;
 }
 
 /** Defaults for every request of a (scoped) client: fewer retries, an abort signal. */
@@ -207,7 +156,7 @@ export class MlflowClient {
     } catch {
       // not JSON: auth proxies and the host-check middleware answer in plain text
     }
-    return new MlflowHttpError(endpoint, status, code, this.transport.redact(String(message || "(empty body)")));
+    return new MlflowHttpError(endpoint, status, code, this.transport.redactor.text(String(message || "(empty body)")));
   }
 
   // --- experiments ---
@@ -307,6 +256,15 @@ export class MlflowClient {
     return r.run_info;
   }
 
+  /** Marks the run deleted (restorable, like `mlflow runs delete`). */
+  async deleteRun(runId: string): Promise<void> {
+    await this.call("POST", "runs/delete", { run_id: runId });
+  }
+
+  async restoreRun(runId: string): Promise<void> {
+    await this.call("POST", "runs/restore", { run_id: runId });
+  }
+
   async getRun(runId: string): Promise<MlflowRun> {
     return (await this.call<{ run: MlflowRun }>("GET", "runs/get", { run_id: runId })).run;
   }
@@ -396,12 +354,15 @@ export class MlflowClient {
 
   // --- artifacts (proxied mlflow-artifacts:, http(s), or a local path the server shares with us) ---
 
-  /** Where an artifact of a run lives: a URL path on this server, or a local folder. */
+  /**
+   * Where an artifact of a run lives: a URL path on this server, or a local folder. `artifactPath` must
+   * stay below the run's artifact root (no "..", validateArtifactPath): an error otherwise.
+   */
   resolveArtifact(
     artifactUri: string,
     artifactPath = "",
   ): { kind: "http"; url: string } | { kind: "file"; file: string } {
-    const rel = artifactPath.replace(/^\/+/, "");
+    const rel = artifactPath === "" ? "" : validateArtifactPath(artifactPath);
     if (artifactUri.startsWith("mlflow-artifacts:")) {
       const parsed = new URL(artifactUri);
       const base = parsed.host ? `${new URL(this.trackingUri).protocol}//${parsed.host}` : this.trackingUri;

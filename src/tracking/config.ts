@@ -1,9 +1,10 @@
 /**
  * Tracking configuration the way MLflow users expect it: the MLFLOW_* environment variables, with the
  * Python client's defaults for retries and timeouts. Credentials live only here and in the request
- * headers built from them; everything that prints or logs goes through `redact`.
+ * headers built from them; everything that prints, logs or stores goes through redaction.ts.
  */
 import { readFileSync } from "node:fs";
+import { Redactor } from "./redaction";
 
 export interface Credentials {
   /** MLFLOW_TRACKING_TOKEN: sent as `Authorization: Bearer`. */
@@ -76,7 +77,9 @@ export function normalizeTrackingUri(uri: string): { uri: string; username?: str
   try {
     parsed = new URL(uri);
   } catch {
-    throw new Error(`MLFLOW_TRACKING_URI "${redactUrl(uri)}" is not a URL; use http://host:port or https://host`);
+    throw new Error(
+      `MLFLOW_TRACKING_URI "${new Redactor([]).text(uri)}" is not a URL; use http://host:port or https://host`,
+    );
   }
   if (parsed.protocol !== "http:" && parsed.protocol !== "https:") {
     throw new Error(
@@ -89,11 +92,6 @@ export function normalizeTrackingUri(uri: string): { uri: string; username?: str
   parsed.username = "";
   parsed.password = "";
   return { uri: parsed.toString().replace(/\/+$/, ""), username, password };
-}
-
-/** A URL with any user:password replaced, for messages. */
-export function redactUrl(uri: string): string {
-  return uri.replace(/\/\/[^/@\s]*@/, "//***@");
 }
 
 export function trackingConfigFromEnv(env: NodeJS.ProcessEnv = process.env): TrackingConfig {
@@ -150,7 +148,7 @@ export function authorizationHeader(credentials: Credentials): string | undefine
   return undefined;
 }
 
-/** The secret strings of these credentials (and their encodings), for `redact`. */
+/** The secret strings of these credentials (and their encodings), for a Redactor. */
 export function secretsOf(credentials: Credentials): string[] {
   const secrets: string[] = [];
   if (credentials.token) secrets.push(credentials.token);
@@ -160,15 +158,7 @@ export function secretsOf(credentials: Credentials): string[] {
       secrets.push(Buffer.from(`${credentials.username}:${credentials.password}`).toString("base64"));
     }
   }
-  // Very short secrets would redact ordinary words; they are still never sent anywhere but the header.
-  return secrets.filter((s) => s.length >= 4);
-}
-
-/** Replaces every secret (and any user:password@ in URLs) with ***. */
-export function redact(text: string, secrets: readonly string[]): string {
-  let out = text.replace(/(\b[a-z][a-z0-9+.-]*:\/\/)[^/@\s]*@/gi, "$1***@");
-  for (const secret of secrets) out = out.split(secret).join("***");
-  return out;
+  return secrets;
 }
 
 /** TLS material read from the files the options name; errors name the variable and the file. */

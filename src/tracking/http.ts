@@ -11,10 +11,10 @@ import {
   type Credentials,
   type RetryOptions,
   readTlsFiles,
-  redact,
   secretsOf,
   type TlsOptions,
 } from "./config";
+import { Redactor } from "./redaction";
 
 export const RETRYABLE_STATUS = new Set([408, 429, 500, 502, 503, 504]);
 
@@ -112,7 +112,8 @@ export class HttpTransport {
   private readonly agent: http.Agent;
   private readonly isHttps: boolean;
   private readonly authorization: string | undefined;
-  private readonly secrets: string[];
+  /** Keeps this transport's credentials out of messages (and, through Run, out of stored values). */
+  readonly redactor: Redactor;
   private readonly options: TransportOptions;
 
   constructor(options: TransportOptions) {
@@ -120,20 +121,10 @@ export class HttpTransport {
     this.baseUrl = options.baseUrl.replace(/\/+$/, "");
     this.isHttps = this.baseUrl.startsWith("https:");
     this.authorization = authorizationHeader(options.credentials ?? {});
-    this.secrets = secretsOf(options.credentials ?? {});
+    this.redactor = new Redactor(secretsOf(options.credentials ?? {}));
     this.agent = this.isHttps
       ? new https.Agent({ keepAlive: true, maxSockets: 8, ...readTlsFiles(options.tls ?? {}) })
       : new http.Agent({ keepAlive: true, maxSockets: 8 });
-  }
-
-  /** Text with this transport's credentials removed. */
-  redact(text: string): string {
-    return redact(text, this.secrets);
-  }
-
-  /** Whether text contains one of this transport's credentials. */
-  hasSecret(text: string): boolean {
-    return this.secrets.some((secret) => text.includes(secret));
   }
 
   close(): void {
@@ -159,13 +150,21 @@ export class HttpTransport {
       } catch (error) {
         failure = error as Error;
         if (request.signal?.aborted || attempt >= maxRetries) {
-          throw new MlflowNetworkError(endpoint, this.redact(failure.message), (failure as NodeJS.ErrnoException).code);
+          throw new MlflowNetworkError(
+            endpoint,
+            this.redactor.text(failure.message),
+            (failure as NodeJS.ErrnoException).code,
+          );
         }
       }
       const { backoffFactor, backoffJitter, maxBackoffMs } = this.options.retry;
       const delay = Math.min(backoffFactor * 1000 * 2 ** attempt, maxBackoffMs) + Math.random() * backoffJitter * 1000;
       if (!(await this.wait(request, delay))) {
-        throw new MlflowNetworkError(endpoint, this.redact(failure.message), (failure as NodeJS.ErrnoException).code);
+        throw new MlflowNetworkError(
+          endpoint,
+          this.redactor.text(failure.message),
+          (failure as NodeJS.ErrnoException).code,
+        );
       }
     }
   }

@@ -8,11 +8,13 @@ import { readdirSync, readFileSync, statSync } from "node:fs";
 import path from "node:path";
 import { closeFigureRenderer, figureHtml, figurePng, type PlotlyFigure } from "../plots/html";
 import { projectRoot } from "../project";
-import { contentTypeOf, type DatasetInput, type KeyValue, MlflowClient, type RunStatus } from "./client";
+import { contentTypeOf, type DatasetInput, type KeyValue, type MlflowClient, type RunStatus } from "./client";
 import { secretsOf, trackingConfigFromEnv } from "./config";
-import { ensureEmbeddedServer } from "./embedded";
-import { defaultJournalDir, type Entry, type JournalItem, lockJournal, RunJournal } from "./journal";
+import { trackingClient } from "./connect";
+import { defaultJournalDir, type Entry, JournalError, type JournalItem, lockJournal, RunJournal } from "./journal";
 import { configHash, flattenConfig } from "./params";
+import { isUnreachable, markUnreachable } from "./reachability";
+import type { Redactor } from "./redaction";
 import { JournalSender, type RejectedItemError } from "./sender";
 import { inNotebook, type SourceOptions, systemTags } from "./system-tags";
 import {
@@ -45,7 +47,7 @@ export interface StartRunOptions extends SourceOptions {
   client?: MlflowClient;
   /** Where the write-ahead journal lives; default <project>/.marginlab/journal. */
   journalDir?: string;
-  /** Linger before sending a partial batch (ms, default 500). */
+  /** Linger before sending a partial batch (ms, default 1000): a batch goes out when it is full (MLflow's limits), when its oldest point is this old, or at flush/end. */
   flushIntervalMs?: number;
   /** How long startRun waits for the server before carrying on offline (ms, default 15000). */
   startTimeoutMs?: number;
@@ -99,23 +101,11 @@ export interface DatasetOptions {
   context?: string;
 }
 
-// --- process-wide state: shared clients, live runs, signal handlers ---
+// --- process-wide state: live runs, signal handlers ---
 
-const clients = new Map<string, MlflowClient>();
 const liveRuns = new Set<Run>();
 const byLocalId = new Map<string, Run>();
 let handlersInstalled = false;
-
-async function clientFor(options: StartRunOptions): Promise<MlflowClient> {
-  if (options.client) return options.client;
-  const uri = options.trackingUri ?? trackingConfigFromEnv().trackingUri ?? (await ensureEmbeddedServer()).url;
-  let client = clients.get(uri);
-  if (!client) {
-    client = new MlflowClient({ trackingUri: uri });
-    clients.set(uri, client);
-  }
-  return client;
-}
 
 function installHandlers(): void {
   if (handlersInstalled) return;
@@ -172,14 +162,13 @@ export async function startRun(options: StartRunOptions = {}): Promise<Run> {
   if (options.name !== undefined) validateTagValue("mlflow.runName", options.name);
 
   const client =
-    parent instanceof Run && !options.client && !options.trackingUri ? parent.client : await clientFor(options);
+    options.client ??
+    (parent instanceof Run && !options.trackingUri
+      ? parent.client
+      : await trackingClient({ trackingUri: options.trackingUri, shared: true }));
   const localId = newLocalId();
   const tags: Record<string, string> = { ...systemTags(options), ...userTags, "marginlab.localId": localId };
   if (options.description) tags["mlflow.note.content"] = validateTagValue("mlflow.note.content", options.description);
-  const envSecrets = secretsOf(env.credentials);
-  for (const [k, v] of Object.entries(tags)) {
-    if (client.transport.hasSecret(v) || envSecrets.some((secret) => v.includes(secret))) tags[k] = "[redacted]";
-  }
   let parentLocalId: string | undefined;
   if (typeof parent === "string") tags["mlflow.parentRunId"] = parent;
   else if (parent instanceof Run) {
@@ -188,14 +177,19 @@ export async function startRun(options: StartRunOptions = {}): Promise<Run> {
   }
   if (options.hashConfig ?? parent !== undefined) tags["marginlab.configHash"] = configHash(options.params ?? {});
 
+  // A child goes where its parent is, even when the parent exists only in the journal so far.
+  const inherit = options.experiment === undefined && options.experimentId === undefined && parent instanceof Run;
   const experimentId =
     options.experimentId ??
-    (options.experiment === undefined && parent instanceof Run ? parent.experimentId : undefined) ??
-    (options.experiment === undefined ? env.experimentId : undefined);
-  const experimentName = options.experiment ?? (experimentId ? undefined : (env.experimentName ?? "Default"));
+    (inherit ? parent.experimentId : undefined) ??
+    (options.experiment === undefined && !inherit ? env.experimentId : undefined);
+  const experimentName =
+    options.experiment ??
+    (experimentId ? undefined : inherit ? parent.experimentName : undefined) ??
+    (experimentId ? undefined : (env.experimentName ?? "Default"));
 
   const journal = RunJournal.create(journalDir, localId);
-  const run = new Run(client, journal, options, parentLocalId);
+  const run = new Run(client, journal, options, experimentName);
   // Tags other than the run name go in log-batch (runs/create takes them too, but a continued run cannot).
   const createTags: KeyValue[] = Object.entries(tags).map(([key, value]) => ({ key, value }));
   run.enqueue({
@@ -246,36 +240,42 @@ export class Run {
   /** Non-finite metric values skipped, per key. */
   readonly nonFinite: Record<string, number> = {};
   ended = false;
+  /** The experiment named at start (a child's parent's), for children started before the server answers. */
+  readonly experimentName: string | undefined;
+  /** Set when the journal could not be written: logging has stopped with this error. */
+  journalFailure: JournalError | undefined;
   private readonly params = new Map<string, string>();
   private readonly loggedTables: Array<{ path: string; type: "table" }> = [];
   private readonly releaseLock: () => void;
-  private readonly secrets: string[];
+  private readonly redactor: Redactor;
   private endResult: Promise<RunEndResult> | undefined;
 
   constructor(
     client: MlflowClient,
     journal: RunJournal,
     private readonly options: StartRunOptions,
-    parentLocalId?: string,
+    experimentName?: string,
   ) {
     this.client = client;
     this.journal = journal;
     this.localId = journal.localId;
-    this.secrets = secretsOf(trackingConfigFromEnv().credentials);
+    this.experimentName = experimentName;
+    this.redactor = client.transport.redactor.plus(secretsOf(trackingConfigFromEnv().credentials));
     this.handlesSignals = options.handleSignals ?? !inNotebook();
     this.releaseLock = lockJournal(journal);
     this.sender = new JournalSender(client, journal, {
       flushIntervalMs: options.flushIntervalMs,
       resolveParent: (id) => resolveParentFromJournals(journal.dir, id),
-      onError: (error) => {
-        this.errors.push(error);
-        options.onError?.(error);
-      },
+      onError: (error) => this.recordError(error),
     });
-    void parentLocalId;
     liveRuns.add(this);
     byLocalId.set(this.localId, this);
     if (this.handlesSignals) installHandlers();
+  }
+
+  private recordError(error: Error): void {
+    this.errors.push(error);
+    this.options.onError?.(error);
   }
 
   /** The server's run id (undefined while the server has not been reached). */
@@ -296,17 +296,56 @@ export class Run {
       : undefined;
   }
 
-  /** @internal appends to the journal (write-ahead) and queues for sending. */
+  /**
+   * @internal redacts (the one place: redaction.ts), appends to the journal (write-ahead) and queues
+   * for sending. A journal that cannot be written stops logging: the error (naming the journal and
+   * the disk) is thrown here and at every later call, and the run is ended FAILED on the server with
+   * that reason once what was journaled before has been sent.
+   */
   enqueue(item: JournalItem): Entry {
+    if (this.journalFailure) throw this.journalFailure;
     if (this.ended) throw new Error(`run ${this.id ?? this.localId} has ended; start a new run to log more`);
-    const entry = this.journal.append(item);
+    let entry: Entry;
+    try {
+      entry = this.journal.append(this.redactor.item(item));
+    } catch (error) {
+      if (error instanceof JournalError) this.failJournal(error);
+      throw error;
+    }
     this.sender.enqueue(entry);
     return entry;
   }
 
-  /** @internal */
+  /** Stores artifact bytes in the journal (same failure rule as enqueue). */
+  private storeBytes(target: string, data: Buffer): string {
+    if (this.journalFailure) throw this.journalFailure;
+    try {
+      return this.journal.storeBytes(target, data);
+    } catch (error) {
+      if (error instanceof JournalError) this.failJournal(error);
+      throw error;
+    }
+  }
+
+  private failJournal(error: JournalError): void {
+    this.journalFailure = error;
+    this.recordError(error);
+    this.ended = true;
+    // Not journaled (the journal is what failed): sent after everything journaled before it.
+    this.sender.enqueueUnjournaled({
+      t: "tag",
+      tags: [{ key: "marginlab.error", value: error.message.slice(0, 5000) }],
+    });
+    this.sender.enqueueUnjournaled({ t: "end", status: "FAILED", endTime: Date.now() });
+  }
+
+  /** @internal waits (bounded) for the run to exist; a server silent that long counts as unreachable. */
   async waitForServer(timeoutMs: number): Promise<boolean> {
     await this.sender.drain(timeoutMs);
+    const silent = timeoutMs > 0 && this.id === undefined && this.sender.lastError === undefined;
+    if (silent && !isUnreachable(this.client.trackingUri)) {
+      markUnreachable(this.client.trackingUri, `no answer within ${timeoutMs} ms`, this.journalDir);
+    }
     return this.id !== undefined;
   }
 
@@ -324,20 +363,13 @@ export class Run {
     byLocalId.delete(this.localId);
   }
 
-  /** Values that contain a credential (of the client, or from the environment) are not sent. */
-  private scrub(value: string): string {
-    if (this.client.transport.hasSecret(value) || this.secrets.some((secret) => value.includes(secret)))
-      return "[redacted]";
-    return value;
-  }
-
   /** Logs params (nested objects are flattened to dotted keys). A param keeps its first value, as in MLflow. */
   logParams(params: Record<string, unknown>): void {
     const flat = flattenConfig(params);
     const fresh: KeyValue[] = [];
     for (const [key, raw] of Object.entries(flat)) {
       validateKey("param", key);
-      const value = this.scrub(validateParamValue(key, paramString(raw)));
+      const value = validateParamValue(key, paramString(raw));
       const prior = this.params.get(key);
       if (prior !== undefined) {
         if (prior !== value) {
@@ -381,7 +413,7 @@ export class Run {
   setTags(tags: Record<string, string>): void {
     const list: KeyValue[] = [];
     for (const [key, value] of Object.entries(tags)) {
-      list.push({ key: validateKey("tag", key), value: this.scrub(validateTagValue(key, value)) });
+      list.push({ key: validateKey("tag", key), value: validateTagValue(key, value) });
     }
     if (list.length > 0) this.enqueue({ t: "tag", tags: list });
   }
@@ -414,7 +446,7 @@ export class Run {
       target = validateArtifactPath(artifactPath);
       data = Buffer.from(source.buffer, source.byteOffset, source.byteLength);
     }
-    const file = this.journal.storeBytes(target, data);
+    const file = this.storeBytes(target, data);
     this.enqueue({ t: "art", path: target, file, contentType: contentTypeOf(target) });
     return target;
   }
@@ -527,8 +559,10 @@ export class Run {
     return this.endResult;
   }
 
-  private async finish(status: RunStatus, options: EndOptions): Promise<RunEndResult> {
-    this.enqueue({ t: "end", status, endTime: Date.now() });
+  private async finish(requested: RunStatus, options: EndOptions): Promise<RunEndResult> {
+    // After a journal failure the run is already being ended FAILED (failJournal).
+    const status = this.journalFailure ? "FAILED" : requested;
+    if (!this.journalFailure) this.enqueue({ t: "end", status, endTime: Date.now() });
     this.ended = true;
     const pending = await this.sender.drain(options.timeoutMs ?? 30_000);
     await this.sender.stop();
@@ -541,13 +575,11 @@ export class Run {
       errors: [...this.errors],
       sent: { ...this.sender.sent },
     };
-    if (pending === 0) {
-      this.journal.retire();
-    } else {
+    if (pending > 0 || !this.journal.retire()) {
       this.journal.close();
       result.journal = this.journal.file;
-      if (this.sender.lastError && !this.errors.includes(this.sender.lastError))
-        result.errors.push(this.sender.lastError);
+      const last = this.sender.lastError;
+      if (last && !result.errors.some((e) => e.message === last.message)) result.errors.push(last);
     }
     this.detach();
     if (liveRuns.size === 0) await closeFigureRenderer();

@@ -1,24 +1,31 @@
 /**
- * Sends a run's journal to the server in the background, in order, in log-batch requests within
- * MLflow's limits, and acknowledges each item in the journal once the server has taken all of it.
- * Used by a live Run and by `marginlab sync` alike, so a replay behaves exactly like the first send.
+ * Sends a run's journal to the server in the background, in order, in log-batch requests filled up to
+ * MLflow's limits (batch.ts), and acknowledges each item in the journal once the server has taken all
+ * of it. Used by a live Run and by `marginlab sync` alike, so a replay behaves exactly like the first send.
  *
- * Failure handling:
- * - network errors, 408/429/5xx: the items stay queued; retried with backoff (the run carries on);
- * - a 400 on a log-batch: the batch is bisected until the offending entries are isolated; those are
- *   rejected with the server's message (and reported), the rest is logged;
- * - other 4xx (401/403/404): sending pauses with that error; nothing is dropped.
+ * Batching: a partial batch lingers (flushIntervalMs since its oldest point) unless it is full or a
+ * flush/end is waiting, so steady logging sends full requests, not one per point.
+ *
+ * Failure handling (nothing is dropped except what the server refuses item by item):
+ * - network errors, 408/429/5xx: the items stay queued; retried with backoff (the run carries on), and
+ *   the server is marked unreachable for the process (reachability.ts), so nobody waits on it;
+ * - run-level errors (the run deleted or its experiment, not found, not active, permission denied,
+ *   credentials): the items stay queued, the user is told once what to do (RunUnavailableError), and
+ *   sending is retried with backoff, so a restored run gets everything;
+ * - a 400 on a log-batch of an active run: the batch is bisected until the offending entries are
+ *   isolated; those are rejected with the server's message (and reported), the rest is logged.
  */
+import { BatchBuilder } from "./batch";
 import type { KeyValue, Metric, MlflowClient } from "./client";
 import { MlflowHttpError, MlflowNetworkError } from "./http";
-import type { CreateItem, Entry, RunIdentity, RunJournal } from "./journal";
-import { LIMITS } from "./validate";
+import type { CreateItem, EndItem, Entry, RunIdentity, RunJournal, TagsItem } from "./journal";
+import { isUnreachable, markReachable, markUnreachable } from "./reachability";
+import { LIMITS, validateArtifactPath } from "./validate";
 
 type Part =
-  | { seq: number; kind: "m"; metric: Metric }
-  | { seq: number; kind: "p"; kv: KeyValue }
-  | { seq: number; kind: "tag"; kv: KeyValue }
-  | { seq: number; kind: "barrier"; entry: Entry };
+  | { seq: number; queuedAt: number; kind: "m"; metric: Metric }
+  | { seq: number; queuedAt: number; kind: "p" | "tag"; kv: KeyValue }
+  | { seq: number; queuedAt: number; kind: "barrier"; entry: Entry };
 
 /** An item the server refused (after isolating it), with the server's reason. */
 export class RejectedItemError extends Error {
@@ -34,8 +41,38 @@ export class RejectedItemError extends Error {
   }
 }
 
+/** The run as a whole cannot take data now (deleted, missing, not active, permission): nothing is dropped. */
+export class RunUnavailableError extends Error {
+  readonly runId: string;
+  override readonly cause: Error;
+  constructor(runId: string, cause: Error, journalFile: string) {
+    const http = cause instanceof MlflowHttpError ? cause : undefined;
+    const what =
+      http?.status === 401 || http?.status === 403
+        ? "check the credentials and your permission on the run's experiment"
+        : http?.status === 404
+          ? "the run is not on this server (purged, or another server): point MLFLOW_TRACKING_URI at the right one"
+          : `restore it (\`mlflow runs restore --run-id ${runId}\`, or Restore in the UI; its experiment too if deleted)`;
+    super(
+      `MLflow run ${runId} cannot take data (${cause.message}); nothing is dropped: the items wait in ${journalFile} ` +
+        `and are retried: ${what}, then they are sent (or later with \`npx marginlab sync\`)`,
+    );
+    this.name = "RunUnavailableError";
+    this.runId = runId;
+    this.cause = cause;
+  }
+}
+
+/** Errors about the whole run, not one item: retrying later (after the user acts) can succeed. */
+export function isRunLevel(error: unknown): boolean {
+  if (error instanceof RunUnavailableError) return true;
+  if (!(error instanceof MlflowHttpError)) return false;
+  if (error.status === 401 || error.status === 403 || error.status === 404) return true;
+  return error.status === 400 && /must be in the 'active' state/.test(error.serverMessage);
+}
+
 export interface SenderOptions {
-  /** Linger before sending a partial batch, so steps logged close together share a request. */
+  /** Linger before sending a partial batch, so steps logged close together share a request (ms, default 1000). */
   flushIntervalMs?: number;
   /** Transport retries per request (the sender's own loop retries after that, with a longer backoff). */
   requestRetries?: number;
@@ -45,9 +82,9 @@ export interface SenderOptions {
   resolveParent?: (localId: string) => string | undefined;
   /** Drop metric points the server already has (sync after an interrupted send). */
   dedupeAgainstServer?: boolean;
+  /** Wait for a server marked unreachable in this process (sync: true; a live run: false, no waiting). */
+  waitWhenUnreachable?: boolean;
   onError?: (error: Error) => void;
-  /** Called once the run exists on the server. */
-  onCreated?: (identity: RunIdentity) => void;
 }
 
 const isTransient = (e: unknown) =>
@@ -58,17 +95,24 @@ class ParentNotReadyError extends Error {}
 export class JournalSender {
   readonly client: MlflowClient;
   readonly journal: RunJournal;
-  private readonly options: Required<Omit<SenderOptions, "resolveParent" | "onError" | "onCreated">> & SenderOptions;
+  private readonly options: Required<Omit<SenderOptions, "resolveParent" | "onError">> & SenderOptions;
   private parts: Part[] = [];
   private readonly remaining = new Map<number, number>();
   private readonly rejectedSeqs = new Map<number, string>();
   private batchable = 0;
   private pumping: Promise<void> | undefined;
-  private timer: NodeJS.Timeout | undefined;
   private wake: (() => void) | undefined;
+  private sleepingFor: "linger" | "backoff" | undefined;
   private readonly abort = new AbortController();
   private stopped = false;
   private deduped = false;
+  /** flush()/end() calls waiting: no lingering while one is. */
+  private flushing = 0;
+  /** Send attempts so far, and who waits for the next one to finish. */
+  private attempts = 0;
+  private attemptWaiters: Array<() => void> = [];
+  private reported: string | undefined;
+  private unjournaled = 0;
   /** The error that stopped the last attempt (cleared by a success). */
   lastError: Error | undefined;
   /** Entries refused by the server (after isolation). */
@@ -79,10 +123,11 @@ export class JournalSender {
   constructor(client: MlflowClient, journal: RunJournal, options: SenderOptions = {}) {
     this.journal = journal;
     this.options = {
-      flushIntervalMs: 500,
+      flushIntervalMs: 1000,
       requestRetries: 2,
       maxOfflineBackoffMs: 30_000,
       dedupeAgainstServer: false,
+      waitWhenUnreachable: false,
       ...options,
     };
     // Every request of this sender: few transport retries (its own loop retries longer), abortable by stop().
@@ -98,23 +143,30 @@ export class JournalSender {
     return this.remaining.size;
   }
 
+  /** The server could not be reached (this sender's last attempt, or any contact of this process). */
   get offline(): boolean {
-    return this.lastError !== undefined && isTransient(this.lastError);
+    return (this.lastError !== undefined && isTransient(this.lastError)) || isUnreachable(this.client.trackingUri);
   }
 
   /** Queues a journal entry (already appended to the journal) for sending. */
   enqueue(entry: Entry): void {
     const before = this.parts.length;
+    const queuedAt = Date.now();
     if (entry.t === "m") {
       for (const [key, value] of Object.entries(entry.values)) {
-        this.parts.push({ seq: entry.s, kind: "m", metric: { key, value, timestamp: entry.ts, step: entry.step } });
+        this.parts.push({
+          seq: entry.s,
+          queuedAt,
+          kind: "m",
+          metric: { key, value, timestamp: entry.ts, step: entry.step },
+        });
       }
     } else if (entry.t === "p") {
-      for (const kv of entry.params) this.parts.push({ seq: entry.s, kind: "p", kv });
+      for (const kv of entry.params) this.parts.push({ seq: entry.s, queuedAt, kind: "p", kv });
     } else if (entry.t === "tag") {
-      for (const kv of entry.tags) this.parts.push({ seq: entry.s, kind: "tag", kv });
+      for (const kv of entry.tags) this.parts.push({ seq: entry.s, queuedAt, kind: "tag", kv });
     } else {
-      this.parts.push({ seq: entry.s, kind: "barrier", entry });
+      this.parts.push({ seq: entry.s, queuedAt, kind: "barrier", entry });
     }
     const added = this.parts.length - before;
     if (added === 0) {
@@ -126,45 +178,50 @@ export class JournalSender {
     this.kick(false);
   }
 
-  /** Starts sending now (urgent) or after the linger interval. */
+  /**
+   * Queues an item that could not be journaled (the journal failed): sent like the others, never
+   * acknowledged in the journal. Used to end a run FAILED with the journal's error.
+   */
+  enqueueUnjournaled(item: TagsItem | EndItem): void {
+    this.enqueue({ ...item, s: -++this.unjournaled });
+  }
+
+  /** Starts sending now (urgent: no linger) or lets the pump linger for a fuller batch. */
   kick(urgent: boolean): void {
     if (this.stopped) return;
     if (this.pumping) {
-      if (urgent) this.wake?.();
+      if (urgent || (this.sleepingFor === "linger" && this.batchable >= LIMITS.metricsPerBatch)) this.wake?.();
       return;
     }
-    if (urgent || this.batchable >= LIMITS.metricsPerBatch) {
-      if (this.timer) clearTimeout(this.timer);
-      this.timer = undefined;
-      this.pumping = this.pump();
-      return;
-    }
-    if (!this.timer) {
-      this.timer = setTimeout(() => {
-        this.timer = undefined;
-        if (!this.pumping && !this.stopped) this.pumping = this.pump();
-      }, this.options.flushIntervalMs);
-      this.timer.unref();
-    }
+    this.pumping = this.pump();
   }
 
   /**
-   * Sends until the queue is empty or the deadline passes. Resolves with the number of items still
-   * waiting (0: everything acknowledged or rejected).
+   * Sends until the queue is empty, the deadline passes, or an attempt fails in a way waiting will not
+   * fix (the server unreachable for this process, a run-level or configuration error). Resolves with
+   * the number of items still waiting (0: everything acknowledged or rejected).
    */
   async drain(timeoutMs: number): Promise<number> {
     const deadline = Date.now() + timeoutMs;
-    while (this.parts.length > 0 && !this.stopped && Date.now() < deadline) {
-      this.kick(true);
-      const current = this.pumping;
-      if (!current) break;
-      let timer: NodeJS.Timeout | undefined;
-      const timeout = new Promise<void>((resolve) => {
-        timer = setTimeout(resolve, Math.max(0, deadline - Date.now()));
-      });
-      await Promise.race([current, timeout]);
-      clearTimeout(timer);
-      if (this.parts.length > 0 && this.lastError && !isTransient(this.lastError)) break;
+    const firstAttempt = this.attempts;
+    this.flushing++;
+    try {
+      while (this.parts.length > 0 && !this.stopped && Date.now() < deadline) {
+        if (!this.options.waitWhenUnreachable && isUnreachable(this.client.trackingUri)) break;
+        if (this.attempts > firstAttempt && this.lastError && !isTransient(this.lastError)) break;
+        this.kick(true);
+        let timer: NodeJS.Timeout | undefined;
+        await Promise.race([
+          new Promise<void>((resolve) => this.attemptWaiters.push(resolve)),
+          this.pumping,
+          new Promise<void>((resolve) => {
+            timer = setTimeout(resolve, Math.max(0, deadline - Date.now()));
+          }),
+        ]);
+        clearTimeout(timer);
+      }
+    } finally {
+      this.flushing--;
     }
     return this.pendingItems;
   }
@@ -172,48 +229,88 @@ export class JournalSender {
   /** Stops sending (aborting a request in flight); the journal keeps what is left. */
   async stop(): Promise<void> {
     this.stopped = true;
-    if (this.timer) clearTimeout(this.timer);
     this.abort.abort();
     this.wake?.();
     await this.pumping?.catch(() => undefined);
   }
 
-  private sleep(ms: number): Promise<void> {
+  private sleep(ms: number, why: "linger" | "backoff"): Promise<void> {
     return new Promise((resolve) => {
       const timer = setTimeout(done, ms);
       timer.unref();
+      this.sleepingFor = why;
+      const self = this;
       this.wake = done;
       function done() {
         clearTimeout(timer);
+        self.sleepingFor = undefined;
         resolve();
       }
     });
+  }
+
+  /** How long to wait for a fuller batch before sending the head of the queue (0: send now). */
+  private lingerMs(): number {
+    const head = this.parts[0];
+    if (!head || head.kind === "barrier" || !this.journal.identity || this.flushing > 0) return 0;
+    if (this.batchable >= LIMITS.metricsPerBatch) return 0;
+    return Math.max(0, head.queuedAt + this.options.flushIntervalMs - Date.now());
+  }
+
+  private attempted(): void {
+    this.attempts++;
+    for (const waiter of this.attemptWaiters.splice(0)) waiter();
+  }
+
+  private report(error: Error): void {
+    if (error.message === this.reported) return; // once per episode, not at every retry
+    this.reported = error.message;
+    this.options.onError?.(error);
   }
 
   private async pump(): Promise<void> {
     let failures = 0;
     try {
       while (this.parts.length > 0 && !this.stopped) {
+        const linger = this.lingerMs();
+        if (linger > 0) {
+          await this.sleep(linger, "linger");
+          continue;
+        }
         try {
           await this.step();
           failures = 0;
           this.lastError = undefined;
+          this.reported = undefined;
+          markReachable(this.client.trackingUri);
+          this.attempted();
         } catch (error) {
           if (this.stopped) break;
-          this.lastError = error as Error;
+          const failure = this.explain(error as Error);
+          this.lastError = failure;
           failures++;
-          if (!isTransient(error)) {
-            // 401/403/404 and such: waiting will not fix it; report and pause until the next kick.
-            this.options.onError?.(error as Error);
-            break;
+          if (error instanceof MlflowNetworkError) {
+            markUnreachable(this.client.trackingUri, error.message, this.journal.dir);
           }
-          await this.sleep(Math.min(this.options.maxOfflineBackoffMs, 250 * 2 ** failures));
+          if (!isTransient(failure)) this.report(failure);
+          this.attempted();
+          // A configuration error: pause until the next kick. Offline or run-level: retry with backoff.
+          if (!isTransient(failure) && !isRunLevel(failure)) break;
+          await this.sleep(Math.min(this.options.maxOfflineBackoffMs, 250 * 2 ** failures), "backoff");
         }
       }
     } finally {
       this.pumping = undefined;
       this.wake = undefined;
+      this.attempted();
     }
+  }
+
+  /** A run-level error as the user should read it: what happened, that nothing is lost, what to do. */
+  private explain(error: Error): Error {
+    const runId = this.journal.identity?.runId;
+    if (!runId || !isRunLevel(error) || error instanceof RunUnavailableError) return error;
+    return new RunUnavailableError(runId, error, this.journal.file);
   }
 
   /** One part of item `seq` is through; when it was the last, the item is acknowledged (in `acks`, or now). */
@@ -224,6 +321,7 @@ export class JournalSender {
       return;
     }
     this.remaining.delete(seq);
+    if (seq < 0) return; // never journaled
     const rejection = this.rejectedSeqs.get(seq);
     if (rejection !== undefined) {
       this.rejectedSeqs.delete(seq);
@@ -251,32 +349,22 @@ export class JournalSender {
       this.done(head.seq);
       return;
     }
-    // Greedy batch of consecutive batchable parts within the count and size limits.
+    // One request of consecutive batchable parts, as full as MLflow allows.
+    const builder = new BatchBuilder();
     const batch: Part[] = [];
-    let metrics = 0;
-    let params = 0;
-    let tags = 0;
-    let bytes = 200;
     for (const part of this.parts) {
       if (part.kind === "barrier") break;
-      if (batch.length >= LIMITS.entitiesPerBatch) break;
-      if (part.kind === "m" && metrics >= LIMITS.metricsPerBatch) break;
-      if (part.kind === "p" && params >= LIMITS.paramsPerBatch) break;
-      if (part.kind === "tag" && tags >= LIMITS.tagsPerBatch) break;
-      const size =
+      const fits = builder.add(
         part.kind === "m"
-          ? part.metric.key.length + 80
-          : Buffer.byteLength(part.kv.key) + Buffer.byteLength(part.kv.value) * 2 + 40;
-      if (bytes + size > LIMITS.batchBytes - 50_000 && batch.length > 0) break;
-      bytes += size;
-      if (part.kind === "m") metrics++;
-      else if (part.kind === "p") params++;
-      else tags++;
+          ? { kind: "metric", metric: part.metric }
+          : { kind: part.kind === "p" ? "param" : "tag", kv: part.kv },
+      );
+      if (!fits) break;
       batch.push(part);
     }
     const sent = new Set<Part>();
     try {
-      await this.sendParts(batch, sent);
+      await this.sendParts(batch, sent, true);
     } finally {
       // Whatever the server took is done, even when a later half failed on the network.
       if (sent.size > 0) {
@@ -295,23 +383,29 @@ export class JournalSender {
     }
   }
 
-  /** One log-batch; on a 400, bisects to isolate and reject the entries the server refuses. */
-  private async sendParts(parts: Part[], sent: Set<Part>): Promise<void> {
+  /**
+   * One log-batch; on a 400 about the items (the run itself being active), bisects to isolate and
+   * reject the entries the server refuses. Run-level errors propagate: nothing is marked.
+   */
+  private async sendParts(parts: Part[], sent: Set<Part>, top = false): Promise<void> {
     const payload = { metrics: [] as Metric[], params: [] as KeyValue[], tags: [] as KeyValue[] };
     for (const p of parts) {
       if (p.kind === "m") payload.metrics.push(p.metric);
       else if (p.kind === "p") payload.params.push(p.kv);
       else if (p.kind === "tag") payload.tags.push(p.kv);
     }
+    const runId = this.journal.identity!.runId;
     try {
-      await this.client.logBatchOnce(this.journal.identity!.runId, payload);
+      await this.client.logBatchOnce(runId, payload);
       this.sent.requests++;
       this.sent.metrics += payload.metrics.length;
       this.sent.params += payload.params.length;
       this.sent.tags += payload.tags.length;
       for (const p of parts) sent.add(p);
     } catch (error) {
-      if (!(error instanceof MlflowHttpError && error.status === 400)) throw error;
+      if (!(error instanceof MlflowHttpError && error.status === 400) || isRunLevel(error)) throw error;
+      // A 400 may still be about the run (a server whose wording differs): ask before blaming items.
+      if (top) await this.checkRunActive(runId, error);
       if (parts.length > 1) {
         const mid = Math.ceil(parts.length / 2);
         await this.sendParts(parts.slice(0, mid), sent);
@@ -327,6 +421,11 @@ export class JournalSender {
     }
   }
 
+  private async checkRunActive(runId: string, cause: Error): Promise<void> {
+    const run = await this.client.getRun(runId);
+    if (run.info.lifecycle_stage !== "active") throw new RunUnavailableError(runId, cause, this.journal.file);
+  }
+
   private reject(seq: number, error: RejectedItemError): void {
     this.rejected.push(error);
     const prior = this.rejectedSeqs.get(seq);
@@ -335,25 +434,33 @@ export class JournalSender {
   }
 
   private async barrier(entry: Entry): Promise<void> {
-    const runId = this.journal.identity!.runId;
-    try {
-      if (entry.t === "art") {
-        await this.client.uploadArtifact(
-          this.journal.identity!.artifactUri,
-          entry.path,
-          this.journal.readBytes(entry.file),
-          entry.contentType,
-        );
-        this.sent.artifacts++;
-      } else if (entry.t === "in") {
-        await this.client.call("POST", "runs/log-inputs", { run_id: runId, datasets: entry.datasets });
-      } else if (entry.t === "end") {
-        await this.client.call("POST", "runs/update", { run_id: runId, status: entry.status, end_time: entry.endTime });
+    const { runId, artifactUri } = this.journal.identity!;
+    if (entry.t === "art") {
+      // A journal replayed by sync is data, not trusted: its paths must stay in the run's folders.
+      let data: Buffer;
+      try {
+        validateArtifactPath(entry.path);
+        data = this.journal.readBytes(entry.file);
+      } catch (error) {
+        this.reject(entry.s, new RejectedItemError("artifact", entry.path, error as Error));
+        return;
       }
+      try {
+        await this.client.uploadArtifact(artifactUri, entry.path, data, entry.contentType);
+        this.sent.artifacts++;
+      } catch (error) {
+        if (!(error instanceof MlflowHttpError && error.status === 400) || isRunLevel(error)) throw error;
+        this.reject(entry.s, new RejectedItemError("artifact", entry.path, error));
+      }
+      return;
+    }
+    try {
+      if (entry.t === "in") await this.client.logInputs(runId, entry.datasets);
+      else if (entry.t === "end") await this.client.updateRun(runId, { status: entry.status, endTime: entry.endTime });
     } catch (error) {
-      if (!(error instanceof MlflowHttpError && error.status === 400)) throw error;
-      const kind = entry.t === "art" ? "artifact" : entry.t === "in" ? "inputs" : "run";
-      this.reject(entry.s, new RejectedItemError(kind, entry.t === "art" ? entry.path : entry.t, error));
+      if (!(error instanceof MlflowHttpError && error.status === 400) || isRunLevel(error)) throw error;
+      await this.checkRunActive(runId, error);
+      this.reject(entry.s, new RejectedItemError(entry.t === "in" ? "inputs" : "run", entry.t, error));
     }
   }
 
@@ -364,10 +471,12 @@ export class JournalSender {
       throw new Error(`journal ${this.journal.file} has no create item; cannot send it`);
     }
     const item = head.entry as CreateItem & { s: number };
+    // The first contact: one attempt, so an unreachable server is known at once (the loop retries later).
+    const client = this.client.scoped({ maxRetries: 0 });
     let identity: RunIdentity;
     if (item.existingRunId) {
-      const run = await this.client.getRun(item.existingRunId);
-      if (run.info.status !== "RUNNING") await this.client.updateRun(item.existingRunId, { status: "RUNNING" });
+      const run = await client.getRun(item.existingRunId);
+      if (run.info.status !== "RUNNING") await client.updateRun(item.existingRunId, { status: "RUNNING" });
       identity = { runId: run.info.run_id, experimentId: run.info.experiment_id, artifactUri: run.info.artifact_uri };
     } else {
       const tags = [...item.tags];
@@ -377,9 +486,9 @@ export class JournalSender {
         tags.push({ key: "mlflow.parentRunId", value: parentRunId });
       }
       const experimentId =
-        item.experimentId ?? (await this.client.getOrCreateExperiment(item.experimentName ?? "Default")).experiment_id;
+        item.experimentId ?? (await client.getOrCreateExperiment(item.experimentName ?? "Default")).experiment_id;
       // A create whose answer was lost may have happened: find the run by its journal id first.
-      const existing = await this.client.searchRuns({
+      const existing = await client.searchRuns({
         experimentIds: [experimentId],
         filter: `tags."marginlab.localId" = '${this.journal.localId}'`,
         runViewType: "ALL",
@@ -387,13 +496,12 @@ export class JournalSender {
       });
       const run =
         existing.runs[0] ??
-        (await this.client.createRun({ experimentId, runName: item.runName, startTime: item.startTime, tags }));
+        (await client.createRun({ experimentId, runName: item.runName, startTime: item.startTime, tags }));
       identity = { runId: run.info.run_id, experimentId: run.info.experiment_id, artifactUri: run.info.artifact_uri };
     }
     this.journal.setIdentity(identity);
     this.parts.shift();
     this.done(item.s);
-    this.options.onCreated?.(identity);
   }
 
   /** Drops queued metric points that the server already holds (same key, step, timestamp, value). */

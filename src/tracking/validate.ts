@@ -12,6 +12,7 @@ export const LIMITS = {
   batchBytes: 1_000_000,
   keyLength: 250,
   paramValueLength: 6000,
+  /** MAX_TAG_VAL_LENGTH: 8000 since MLflow 2.x (5000 before). */
   tagValueLength: 8000,
   experimentNameLength: 500,
 } as const;
@@ -44,12 +45,37 @@ export function validateKey(kind: string, key: unknown): string {
   return key as string;
 }
 
-/** A param value as MLflow stores it: a canonical string (numbers via String, so the UI parses them back). */
-export function paramString(value: unknown): string {
+/** MLflow's convention for non-finite floats in params (Python's str): nan, inf, -inf. */
+function floatString(n: number): string {
+  if (Number.isNaN(n)) return "nan";
+  if (!Number.isFinite(n)) return n > 0 ? "inf" : "-inf";
+  return String(n);
+}
+
+/**
+ * A param value as MLflow stores it: a canonical string (numbers via String, so the UI parses them
+ * back; NaN and infinities as MLflow's Python client writes them, "nan", "inf", "-inf", also inside
+ * arrays and objects, where JSON would turn them into null). `name` is for the error of a circular value.
+ */
+export function paramString(value: unknown, name = "value"): string {
   if (typeof value === "string") return value;
-  if (typeof value === "number" || typeof value === "boolean" || typeof value === "bigint") return String(value);
+  if (typeof value === "number") return floatString(value);
+  if (typeof value === "boolean" || typeof value === "bigint") return String(value);
   if (value === null || value === undefined) return "None";
-  return JSON.stringify(value);
+  const marks: string[] = [];
+  let json: string;
+  try {
+    json = JSON.stringify(value, (_key, v) => {
+      if (typeof v !== "number" || Number.isFinite(v)) return typeof v === "bigint" ? String(v) : v;
+      marks.push(floatString(v));
+      return `\u0000${marks.length - 1}\u0000`;
+    });
+  } catch (error) {
+    throw new Error(
+      `param "${name}": cannot be written as a param (${(error as Error).message.split("\n")[0]}); params must be plain data`,
+    );
+  }
+  return marks.length === 0 ? json : json.replace(/"\\u0000(\d+)\\u0000"/g, (_m, i) => marks[Number(i)]);
 }
 
 export function validateParamValue(key: string, value: string): string {
@@ -78,12 +104,17 @@ export function validateStep(step: unknown): number {
   return step;
 }
 
-/** An artifact path below the run's artifact root: relative, '/'-separated, no '..'. */
+/**
+ * An artifact path below the run's artifact root: relative, '/'-separated, no '.' or '..' segments.
+ * Checked by MlflowClient for every upload and download, so no entry point (Run API, the low-level
+ * client, sync replaying a journal) can reach another run's folder or outside a local artifact root.
+ */
 export function validateArtifactPath(artifactPath: string): string {
-  const p = artifactPath.replace(/\\/g, "/").replace(/^\/+/, "");
-  if (!p || p.split("/").some((s) => s === ".." || s === "." || s === "")) {
+  const p = String(artifactPath).replace(/\\/g, "/").replace(/^\/+/, "");
+  if (!p || p.includes("\0") || p.split("/").some((s) => s === ".." || s === "." || s === "")) {
     throw new Error(
-      `invalid artifact path ${JSON.stringify(artifactPath)}: use a relative path like "plots/loss.html"`,
+      `invalid artifact path ${JSON.stringify(artifactPath)}: it must stay inside the run's artifact folder ` +
+        '(a relative path like "plots/loss.html", no "." or ".." segments)',
     );
   }
   return p;
