@@ -41,7 +41,7 @@ export async function runInNotebook(
   live.update(
     {
       fraction: 1,
-      label: `done: ${result.results.length} configurations`,
+      label: `done: ${result.results.length} runs of ${result.analysis.configs.length} configurations`,
       detail: `${result.wallSeconds.toFixed(1)} s`,
     },
     true,

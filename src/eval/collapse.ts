@@ -20,8 +20,9 @@ export interface CollapseThresholds {
   oneDirectionCosine?: number;
 }
 
+/** Checks what is given: a run without verification (a closed-set picture) passes no `auc`. */
 export function detectCollapse(
-  o: { losses: readonly number[]; auc: number; meanPairwiseCosine: number },
+  o: { losses: readonly number[]; auc?: number; meanPairwiseCosine?: number },
   thresholds: CollapseThresholds = {},
 ): CollapseCheck {
   const chance = thresholds.chanceAuc ?? 0.55;
@@ -37,11 +38,11 @@ export function detectCollapse(
         : `loss-nan: loss ${o.losses[bad]} at logged point ${bad}`,
     );
   }
-  if (!(o.auc > chance)) {
+  if (o.auc !== undefined && !(o.auc > chance)) {
     reasons.push("verification-at-chance");
     details.push(`verification-at-chance: AUC ${Number.isFinite(o.auc) ? o.auc.toFixed(3) : o.auc} <= ${chance}`);
   }
-  if (!(o.meanPairwiseCosine < oneDirection)) {
+  if (o.meanPairwiseCosine !== undefined && !(o.meanPairwiseCosine < oneDirection)) {
     reasons.push("one-direction");
     details.push(
       `one-direction: mean pairwise cosine ${Number.isFinite(o.meanPairwiseCosine) ? o.meanPairwiseCosine.toFixed(3) : o.meanPairwiseCosine} >= ${oneDirection}`,
@@ -52,8 +53,9 @@ export function detectCollapse(
 
 /**
  * The convergence check of a training run: the relative improvement of the training loss over the
- * last `fraction` (default 10 %) of its steps, from a smoothed loss (means of the first and last
- * `window` logged values of that stretch). Converged when it improves by less than `tolerance` (1 %).
+ * last `fraction` (default 10 %) of its steps, from a smoothed loss (the means of the first and the
+ * last quarter of the logged values in that stretch, or `window` values). Converged when it improves
+ * by less than `tolerance` (1 %).
  */
 export function convergenceCheck(
   history: ReadonlyArray<{ step: number; loss: number }>,
@@ -65,7 +67,7 @@ export function convergenceCheck(
   const last = history[history.length - 1].step;
   const from = last - Math.max(1, Math.round(last * fraction));
   const tail = history.filter((h) => h.step >= from);
-  const window = Math.max(1, Math.min(options.window ?? 3, Math.floor(tail.length / 2)));
+  const window = Math.max(1, Math.min(options.window ?? Math.floor(tail.length / 4), Math.floor(tail.length / 2)));
   const avg = (xs: ReadonlyArray<{ loss: number }>) => xs.reduce((s, h) => s + h.loss, 0) / xs.length;
   const start = avg(tail.slice(0, window));
   const end = avg(tail.slice(-window));
