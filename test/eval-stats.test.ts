@@ -84,7 +84,10 @@ test("the verdict: held, contradicted, not shown, with the numbers and n", () =>
   assert.is(one.verdict, "not shown");
   assert.match(one.text, /n = 1 paired seed \(a test needs at least 2\)/);
   assert.is(verdictOf([1, 1], [1, 1], "greater").verdict, "not shown");
-  assert.is(verdictOf([2, 3], [1, 2], "greater").verdict, "held", "identical nonzero shifts");
+  const same = verdictOf([2, 3], [1, 2], "greater");
+  assert.is(same.verdict, "not shown", "identical shifts over seeds are no evidence");
+  assert.match(same.text, /\+1\.000 on each of n = 2 seeds \(no spread across seeds/);
+  assert.is(pairedTTest([2, 3], [1, 2]).p, 0, "the t-test itself matches scipy (t = inf, p = 0)");
   assert.throws(() => verdictOf([1, Number.NaN], [1, 2], "greater"), /value 1 is not finite/);
   assert.throws(() => verdictOf([1, 2, 3], [1, 2], "greater"), /3 treatment values for 2 baseline/);
 });

@@ -80,7 +80,7 @@ test("the smoke preset runs within 30 s of CPU: held-out TAR, paired verdicts, t
     const m = x.result.metrics;
     if (!x.result.collapse?.collapsed) assert.ok(m[metric] >= 0 && m[metric] <= 1, `${metric} ${m[metric]}`);
     assert.ok(m.auc >= 0 && m.auc <= 1 && m.w_inter_deg >= 0 && m.w_inter_deg <= 180);
-    assert.ok((x.result.lossHistory?.length ?? 0) === 25);
+    assert.ok((x.result.lossHistory?.length ?? 0) === 60);
   }
   const pic = r.results.find((x) => x.config.kind === "picture")!;
   assert.ok((pic.result.extra?.features as number[][]).every((p) => p.length === 3));

@@ -248,7 +248,9 @@ function formatP(p: number): string {
  * The verdict on "treatment - baseline is `expected`" from paired values (one pair per seed):
  * "held" when the two-sided paired t-test rejects no difference at `alpha` (default 0.05, i.e. the
  * 95 % interval excludes 0) with the mean difference in the expected direction, "contradicted" when
- * it rejects with the opposite sign, "not shown" otherwise (including fewer than 2 pairs).
+ * it rejects with the opposite sign, "not shown" otherwise: fewer than 2 pairs, or differences with
+ * no spread at all (identical over seeds, as discrete TARs on few pairs can be), where the t-test
+ * gives p = 0 but there is no evidence of a consistent effect.
  */
 export function verdictOf(
   treatment: readonly number[],
@@ -260,7 +262,8 @@ export function verdictOf(
   const digits = options.digits ?? 3;
   const test = pairedTTest(treatment, baseline, { confidence: 1 - alpha });
   let verdict: VerdictWord = "not shown";
-  if (test.n >= 2 && test.p < alpha) {
+  const noSpread = test.n >= 2 && test.sdDiff === 0;
+  if (test.n >= 2 && !noSpread && test.p < alpha) {
     const wantsPositive = expected === "greater";
     verdict = test.meanDiff > 0 === wantsPositive ? "held" : "contradicted";
   }
@@ -268,7 +271,9 @@ export function verdictOf(
   const text =
     test.n < 2
       ? `${verdict}: ${signed(test.meanDiff, digits)} from n = ${test.n} paired seed${test.n === 1 ? "" : "s"} (a test needs at least 2)`
-      : `${verdict}: ${signed(test.meanDiff, digits)} (${pct} % CI ${signed(test.ci[0], digits)} to ${signed(test.ci[1], digits)}), paired t = ${Number.isFinite(test.t) ? test.t.toFixed(2) : String(test.t)}, df = ${test.df}, p = ${formatP(test.p)}, n = ${test.n}${test.wilcoxon ? `; Wilcoxon p = ${formatP(test.wilcoxon.p)}` : ""}`;
+      : noSpread
+        ? `${verdict}: ${signed(test.meanDiff, digits)} on each of n = ${test.n} seeds (no spread across seeds: the t-test is undefined)`
+        : `${verdict}: ${signed(test.meanDiff, digits)} (${pct} % CI ${signed(test.ci[0], digits)} to ${signed(test.ci[1], digits)}), paired t = ${Number.isFinite(test.t) ? test.t.toFixed(2) : String(test.t)}, df = ${test.df}, p = ${formatP(test.p)}, n = ${test.n}${test.wilcoxon ? `; Wilcoxon p = ${formatP(test.wilcoxon.p)}` : ""}`;
   return { ...test, verdict, expected, alpha, text };
 }
 
