@@ -19,7 +19,7 @@ import { CosFace } from "../src/losses/cosface";
 import type { Head } from "../src/losses/head";
 import { NormFace } from "../src/losses/normface";
 import { Softmax } from "../src/losses/softmax";
-import { SphereFace } from "../src/losses/sphereface";
+import { CAFFE_LAMBDA, SphereFace } from "../src/losses/sphereface";
 import { formatStatistic, statisticsTable } from "./analysis";
 import {
   evaluateClosedSet,
@@ -61,6 +61,17 @@ export interface HeadSpec {
   m1: number;
   m2: number;
   m3: number;
+  /**
+   * SphereFace's lambda annealing rate: the Caffe schedule lambda = max(5, 1000 / (1 + gamma iter))
+   * with gamma rescaled so that lambda reaches its floor at half the run (Caffe's 0.12 reaches it
+   * at step 1,658, after these runs end); 0 for the other heads.
+   */
+  lambdaGamma: number;
+}
+
+/** The gamma at which the Caffe lambda schedule (base 1000, floor 5, power 1) reaches its floor at `step`. */
+export function lambdaGammaReachingFloorAt(step: number): number {
+  return (CAFFE_LAMBDA.base / CAFFE_LAMBDA.lambdaMin - 1) / Math.max(1, step);
 }
 
 export interface MarginsConfig extends Config {
@@ -82,7 +93,11 @@ export function makeHead(
     case "normface-s20":
       return new NormFace({ ...common, s: h.s });
     case "sphereface":
-      return new SphereFace({ ...common, m: h.m });
+      return new SphereFace({
+        ...common,
+        m: h.m,
+        lambda: h.lambdaGamma > 0 ? { ...CAFFE_LAMBDA, gamma: h.lambdaGamma } : undefined,
+      });
     case "cosface":
       return new CosFace({ ...common, s: h.s, m: h.m });
     case "arcface":
@@ -128,7 +143,7 @@ export function targetLogitCurve(h: HeadSpec, thetas: number[]): number[] {
 function headSpec(loss: LossName, s: Settings, prefix: "" | "picture"): HeadSpec {
   const key = (k: string) => (prefix ? `${prefix}${k[0].toUpperCase()}${k.slice(1)}` : k);
   const scale = numberSetting(s, key("s"));
-  const base: HeadSpec = { type: loss, s: scale, m: 0, m1: 1, m2: 0, m3: 0 };
+  const base: HeadSpec = { type: loss, s: scale, m: 0, m1: 1, m2: 0, m3: 0, lambdaGamma: 0 };
   switch (loss) {
     case "softmax":
       return { ...base, s: 1 };
@@ -137,7 +152,12 @@ function headSpec(loss: LossName, s: Settings, prefix: "" | "picture"): HeadSpec
     case "normface-s20":
       return { ...base, s: 20 };
     case "sphereface":
-      return { ...base, s: 1, m: numberSetting(s, key("sphereM")) };
+      return {
+        ...base,
+        s: 1,
+        m: numberSetting(s, key("sphereM")),
+        lambdaGamma: lambdaGammaReachingFloorAt(numberSetting(s, key("steps")) / 2),
+      };
     case "cosface":
       return { ...base, m: numberSetting(s, key("cosfaceM")) };
     case "arcface":
@@ -563,7 +583,7 @@ export const margins: Ablation<MarginsConfig> = {
     testIds: "held-out identities (verification on all their pairs)",
     imagesPerIdentity: "images per identity",
     s: "scale of CosFace, ArcFace and the combined margin (NormFace uses 64 and 20)",
-    sphereM: "SphereFace's integer margin (Caffe lambda annealing to its floor of 5)",
+    sphereM: "SphereFace's integer margin (Caffe lambda annealing, reaching its floor of 5 at half the steps)",
     cosfaceM: "CosFace's additive cosine margin",
     arcfaceM: "ArcFace's additive angular margin (radians)",
     combined: "combined margin m1,m2,m3: cos(m1 theta + m2) - m3",

@@ -5,8 +5,9 @@ import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { comparisonMetric, type HeadSpec, margins, targetLogitCurve } from "../experiments/margins";
 import { planTasks, runAblation } from "../experiments/runner";
+import { CAFFE_LAMBDA, lambdaAt } from "../src/losses/sphereface";
 
-const base: HeadSpec = { type: "softmax", s: 1, m: 0, m1: 1, m2: 0, m3: 0 };
+const base: HeadSpec = { type: "softmax", s: 1, m: 0, m1: 1, m2: 0, m3: 0, lambdaGamma: 0 };
 const thetas = Array.from({ length: 31 }, (_, i) => (i * Math.PI) / 30);
 
 function close(a: number[], b: number[], tol = 1e-4, what = "") {
@@ -58,6 +59,12 @@ test("the full grid: verification at D >= 32 for every loss, 2-D margins that fi
   assert.ok(head("2d cosface").m <= 1 - Math.cos((2 * Math.PI) / 10));
   assert.ok(head("2d arcface").m < Math.PI / 10, "ArcFace's margin below half the spacing");
   assert.is(comparisonMetric(plan.settings), "tar_far_1e-4", "800 held-out images give enough impostors for 1e-4");
+  const sphere = verify.find((c) => c.label === "sphereface")?.head as HeadSpec;
+  const steps = plan.settings.steps as number;
+  assert.ok(
+    Math.abs(lambdaAt({ ...CAFFE_LAMBDA, gamma: sphere.lambdaGamma }, steps / 2) - 5) < 1e-9,
+    "lambda at its floor by half the run",
+  );
   assert.ok(
     plan.tasks.every((t) => !("seed" in t.config)),
     "seeds come from the plan, not the configuration",
