@@ -7,28 +7,54 @@
  *   setting: logits alpha cos), optimised directly with Adam; the mean target probability reached at
  *   each alpha against the bound's p(alpha, C) = e^a / (e^a + C - 2 + e^-a) and the regular-simplex
  *   optimum e^a / (e^a + (C - 1) e^(-a/(C-1))) (reachable when C <= D + 1);
- * - training: L2-softmax on MNIST (C = 10, alpha_low = 4.28) with alpha below, near and above the
- *   bound, and a trainable alpha (where it goes).
+ * - training: a CNN on synthetic identities (about 1,000 training classes in `full`, alpha_low(1000,
+ *   0.9) = 9.1), L2-softmax with alpha below, near and above the bound, the same alphas with unit-norm
+ *   class weights (NormFace at s = alpha: the bound's own setting, where |W| cannot grow to make up a
+ *   small alpha), and a trainable alpha; scored on all pairs of held-out identities, so a low alpha
+ *   shows where it matters (verification), with the effective scale alpha |W| logged per step.
  */
 import { tf } from "../src/backend";
 import { L2Softmax } from "../src/losses/l2-softmax";
 import { NormFace } from "../src/losses/normface";
 import { alphaLow } from "../src/losses/scale";
-import { evaluateClosedSet, fit, MNIST_NORMALIZE, makeBackbone, mnistSplit, round } from "./common";
-import { checkMnistSplit } from "./mnist-data";
-import { booleanSetting, numberSetting, numbersSetting } from "./settings";
-import type { Ablation, Config, ConfigResult, ResultOf, RunContext, Settings, Summary } from "./types";
+import { formatStatistic, statisticsTable } from "./analysis";
+import {
+  evaluateClosedSet,
+  evaluateHeldOut,
+  fit,
+  heldOutTarMetric,
+  makeBackbone,
+  round,
+  syntheticSplitFromSettings,
+} from "./common";
+import { metricBars } from "./figures";
+import { numberSetting, numbersSetting } from "./settings";
+import type {
+  Ablation,
+  Analysis,
+  Comparison,
+  Config,
+  ConfigResult,
+  ResultOf,
+  RunContext,
+  Settings,
+  Summary,
+} from "./types";
 
 type Tensor1D = import("@tensorflow/tfjs-node").Tensor1D;
 type Tensor2D = import("@tensorflow/tfjs-node").Tensor2D;
 
 export interface AlphaBoundConfig extends Config {
   kind: "free" | "train";
+  /** Free runs: the class count; train runs: 0 (the training identities of the settings). */
   classes: number;
-  alpha: number;
-  /** Trainable alpha (train kind): alpha is its initial value. */
-  learnAlpha: boolean;
-  seed: number;
+  head: {
+    /** "l2-softmax" (normalised features, free W) or "unit-w" (NormFace: normalised features and W). */
+    type: "l2-softmax" | "unit-w";
+    alpha: number;
+    /** Trainable alpha (L2-softmax): alpha is its initial value. */
+    learnAlpha: boolean;
+  };
 }
 
 /** The bound's target probability at scale a: target at cos 1, one class at -1, C - 2 at 0. */
@@ -46,17 +72,12 @@ async function freeEmbedding(config: AlphaBoundConfig, s: Settings, ctx: RunCont
   const steps = numberSetting(s, "freeSteps");
   const dim = numberSetting(s, "freeDim");
   const C = config.classes;
-  const head = new NormFace({
-    numClasses: C,
-    embeddingDim: dim,
-    s: config.alpha,
-    seed: config.seed,
-    onWarning: () => undefined,
-  });
+  const alpha = config.head.alpha;
+  const head = new NormFace({ numClasses: C, embeddingDim: dim, s: alpha, seed: ctx.seed, onWarning: () => undefined });
   const features = tf.variable(
-    tf.randomNormal([C, dim], 0, 1, "float32", config.seed + 1),
+    tf.randomNormal([C, dim], 0, 1, "float32", ctx.seed + 1),
     true,
-    `free_${config.seed}_${C}_${config.alpha}`,
+    `free_${ctx.seed}_${C}_${alpha}_${ctx.index}`,
   );
   const labels = tf.range(0, C, 1, "int32") as Tensor1D;
   const optimizer = tf.train.adam(numberSetting(s, "freeLr"));
@@ -83,8 +104,8 @@ async function freeEmbedding(config: AlphaBoundConfig, s: Settings, ctx: RunCont
     return {
       metrics: {
         mean_target_probability: p,
-        bound_probability: boundProbability(config.alpha, C),
-        simplex_probability: simplexProbability(config.alpha, C),
+        bound_probability: boundProbability(alpha, C),
+        simplex_probability: simplexProbability(alpha, C),
         alpha_low_p90: alphaLow(C, 0.9),
         final_loss: loss,
       },
@@ -96,44 +117,61 @@ async function freeEmbedding(config: AlphaBoundConfig, s: Settings, ctx: RunCont
   }
 }
 
-async function trainMnist(config: AlphaBoundConfig, s: Settings, ctx: RunContext): Promise<ConfigResult> {
-  const { train, test } = mnistSplit(numberSetting(s, "trainPerClass"), numberSetting(s, "testPerClass"));
+/** Mean |W_j| over classes (L2-softmax's W is free: alpha |W| is the effective scale of the logits). */
+function meanRowNorm(w: import("@tensorflow/tfjs-node").Tensor): number {
+  return tf.tidy(() => tf.mean(tf.norm(w, "euclidean", 1)).dataSync()[0]);
+}
+
+async function trainIdentities(config: AlphaBoundConfig, s: Settings, ctx: RunContext): Promise<ConfigResult> {
+  const data = await syntheticSplitFromSettings(s, numberSetting(s, "dataSeed"), { degradedFraction: 0 });
+  const C = data.train.numClasses;
   const dim = numberSetting(s, "embeddingDim");
-  const backbone = makeBackbone(String(s.backbone), dim, config.seed);
-  const head = new L2Softmax({
-    numClasses: 10,
-    embeddingDim: dim,
-    alpha: config.alpha,
-    learnAlpha: config.learnAlpha,
-    seed: config.seed,
-    onWarning: () => undefined,
-  });
+  const size = numberSetting(s, "imageSize");
+  const backbone = makeBackbone(String(s.backbone), dim, ctx.seed, [size, size, 1]);
+  const { type, alpha, learnAlpha } = config.head;
+  const common = { numClasses: C, embeddingDim: dim, seed: ctx.seed, onWarning: () => undefined };
+  const l2 = type === "l2-softmax" ? new L2Softmax({ ...common, alpha, learnAlpha }) : undefined;
+  const head = l2 ?? new NormFace({ ...common, s: alpha });
+  const currentAlpha = () => (l2 ? l2.currentAlpha() : alpha);
+  const effectiveScale = () => currentAlpha() * (l2 ? meanRowNorm(head.weight) : 1);
   try {
     const fitted = await fit(
       {
         backbone,
         head,
-        data: train,
+        data: data.train,
         steps: numberSetting(s, "steps"),
         batchSize: numberSetting(s, "batchSize"),
         lr: numberSetting(s, "lr"),
-        seed: config.seed,
-        normalize: MNIST_NORMALIZE,
-        extraMetrics: () => ({ alpha: head.currentAlpha() }),
+        seed: ctx.seed,
+        extraMetrics: () => ({ alpha: currentAlpha(), effective_scale: effectiveScale() }),
       },
       ctx,
     );
-    const { accuracy } = await evaluateClosedSet(backbone, head, test, MNIST_NORMALIZE);
-    const alphaTrace = fitted.history.map((h) => [h.step, h.alpha]);
+    const held = await evaluateHeldOut(backbone, data.test, {
+      losses: fitted.lossHistory.map((h) => h.loss),
+      seed: ctx.seed,
+    });
+    // the bound is about the target probability of the training classes: measure it
+    const { embeddings } = await evaluateClosedSet(backbone, head, data.train);
+    const pTarget = targetProbability(head, embeddings.single, embeddings.labels);
+    const low = alphaLow(C, 0.9);
     return {
       metrics: {
-        test_accuracy: accuracy,
-        final_alpha: head.currentAlpha(),
+        ...held.metrics,
+        train_target_probability: pTarget,
+        final_alpha: currentAlpha(),
+        alpha_over_alpha_low: currentAlpha() / low,
+        effective_scale: effectiveScale(),
         final_loss: fitted.finalLoss,
-        alpha_low_p90: alphaLow(10, 0.9),
         train_seconds: fitted.seconds,
       },
-      extra: { alphaTrace },
+      lossHistory: fitted.lossHistory,
+      collapse: held.collapse,
+      extra: {
+        alphaTrace: fitted.history.map((h) => [h.step, h.alpha, h.effective_scale]),
+        notes: held.notes,
+      },
     };
   } finally {
     head.dispose();
@@ -141,27 +179,112 @@ async function trainMnist(config: AlphaBoundConfig, s: Settings, ctx: RunContext
   }
 }
 
+/** Mean softmax probability of the labelled class over the given embeddings. */
+function targetProbability(head: L2Softmax | NormFace, embeddings: Float32Array[], labels: Int32Array): number {
+  const d = head.embeddingDim;
+  const flat = new Float32Array(embeddings.length * d);
+  embeddings.forEach((e, i) => {
+    flat.set(e, i * d);
+  });
+  return tf.tidy(() => {
+    const x = tf.tensor2d(flat, [embeddings.length, d]) as Tensor2D;
+    const y = tf.tensor1d(labels, "int32") as Tensor1D;
+    const p = tf.softmax(head.logits(x, y));
+    return tf.mean(tf.sum(tf.mul(p, tf.oneHot(y, head.numClasses)), 1)).dataSync()[0];
+  });
+}
+
+const trainLabel = (type: "l2-softmax" | "unit-w", alpha: number, learn = false) =>
+  `${type === "l2-softmax" ? "l2" : "unit-w"} ${learn ? "learned " : ""}a${alpha}`;
+
 function grid(s: Settings): AlphaBoundConfig[] {
-  const seed = numberSetting(s, "seed");
   const out: AlphaBoundConfig[] = [];
   for (const C of numbersSetting(s, "freeClasses")) {
     if (!(Number.isInteger(C) && C >= 3)) throw new Error(`freeClasses contains ${C}: expected integers >= 3.`);
     for (const alpha of numbersSetting(s, "freeAlphas"))
-      out.push({ label: `free-C${C}-a${alpha}`, kind: "free", classes: C, alpha, learnAlpha: false, seed });
+      out.push({
+        label: `free C${C} a${alpha}`,
+        kind: "free",
+        classes: C,
+        head: { type: "unit-w", alpha, learnAlpha: false },
+      });
   }
-  checkMnistSplit(numberSetting(s, "trainPerClass"), numberSetting(s, "testPerClass"));
-  for (const alpha of numbersSetting(s, "trainAlphas"))
-    out.push({ label: `mnist-a${alpha}`, kind: "train", classes: 10, alpha, learnAlpha: false, seed });
-  if (booleanSetting(s, "trainable")) {
-    for (const init of numbersSetting(s, "trainableInits"))
-      out.push({ label: `mnist-learned-a${init}`, kind: "train", classes: 10, alpha: init, learnAlpha: true, seed });
+  const train = (type: "l2-softmax" | "unit-w", alpha: number, learnAlpha: boolean): AlphaBoundConfig => ({
+    label: trainLabel(type, alpha, learnAlpha),
+    kind: "train",
+    classes: 0,
+    head: { type, alpha, learnAlpha },
+  });
+  for (const alpha of numbersSetting(s, "trainAlphas")) out.push(train("l2-softmax", alpha, false));
+  for (const alpha of numbersSetting(s, "unitWAlphas")) out.push(train("unit-w", alpha, false));
+  for (const init of numbersSetting(s, "trainableInits")) out.push(train("l2-softmax", init, true));
+  return out;
+}
+
+/** The training classes of the settings and alpha_low(C, 0.9) for them. */
+function trainBound(s: Settings): { classes: number; low: number } {
+  const classes = numberSetting(s, "trainIds");
+  return { classes, low: alphaLow(classes, 0.9) };
+}
+
+/**
+ * The comparisons the bound implies, among the train arms present: the smallest alpha at or above
+ * alpha_low against the smallest alpha below half of it, for free W and for unit-norm W (held-out
+ * TAR and the training target probability), and unit-norm W against free W below the bound.
+ */
+function comparisons(s: Settings, configs: AlphaBoundConfig[]): Comparison[] {
+  const metric = heldOutTarMetric(numberSetting(s, "testIds"), numberSetting(s, "imagesPerIdentity"));
+  const { classes, low } = trainBound(s);
+  const out: Comparison[] = [];
+  const fixed = (type: "l2-softmax" | "unit-w") =>
+    configs
+      .filter((c) => c.kind === "train" && c.head.type === type && !c.head.learnAlpha)
+      .map((c) => c.head.alpha)
+      .sort((a, b) => a - b);
+  const source = `L2-softmax (Ranjan et al. 2017): alpha_low(${classes}, 0.9) = ${low.toFixed(2)}; paper headline IJB-A TAR 0.909 @ FAR 1e-4, LFW 99.78 (its alpha sweep is not in shared/research/papers.md)`;
+  for (const type of ["l2-softmax", "unit-w"] as const) {
+    const alphas = fixed(type);
+    const above = alphas.find((a) => a >= low);
+    const below = alphas.find((a) => a < low / 2);
+    if (above === undefined || below === undefined) continue;
+    const name = type === "l2-softmax" ? "l2" : "unit-w";
+    out.push({
+      name: `${name}-above-vs-below-bound`,
+      claim: `${type === "l2-softmax" ? "L2-softmax" : "unit-norm W"}: alpha = ${above} (>= alpha_low) verifies better than alpha = ${below} (< alpha_low / 2)`,
+      metric,
+      baseline: trainLabel(type, below),
+      treatment: trainLabel(type, above),
+      expected: "greater",
+      paper: source,
+    });
+    out.push({
+      name: `${name}-target-probability`,
+      claim: `${type === "l2-softmax" ? "L2-softmax" : "unit-norm W"}: the training target probability is higher at alpha = ${above} than at ${below}`,
+      metric: "train_target_probability",
+      baseline: trainLabel(type, below),
+      treatment: trainLabel(type, above),
+      expected: "greater",
+      paper: "the bound: p <= e^a / (e^a + C - 2 + e^-a)",
+    });
   }
+  const l2 = fixed("l2-softmax");
+  const unit = fixed("unit-w").filter((a) => a < low && l2.includes(a));
+  if (unit.length > 0)
+    out.push({
+      name: "unit-w-vs-l2-below-bound",
+      claim: `below the bound (alpha = ${unit[0]}) unit-norm W is worse than L2-softmax's free W, whose norm raises the effective scale`,
+      metric,
+      baseline: trainLabel("l2-softmax", unit[0]),
+      treatment: trainLabel("unit-w", unit[0]),
+      expected: "less",
+      paper: "the bound assumes unit-norm W (shared/research/papers.md section 1.2)",
+    });
   return out;
 }
 
 const logAxis = (title: string) => ({ title: { text: title }, type: "log" });
 
-function summarize(results: Array<ResultOf<AlphaBoundConfig>>, s: Settings): Summary {
+function summarize(results: Array<ResultOf<AlphaBoundConfig>>, s: Settings, analysis: Analysis): Summary {
   const figures: Summary["figures"] = [];
   const tables: Summary["tables"] = [];
   const notes: string[] = [];
@@ -169,7 +292,9 @@ function summarize(results: Array<ResultOf<AlphaBoundConfig>>, s: Settings): Sum
   // 1. The analytic curve.
   const Cs: number[] = [];
   for (let e = Math.log10(3); e <= 6.01; e += 0.05) Cs.push(Math.round(10 ** e));
-  const used = [...new Set(results.map((r) => r.config.classes))].sort((a, b) => a - b);
+  const used = [
+    ...new Set(results.map((r) => (r.config.kind === "free" ? r.config.classes : trainBound(s).classes))),
+  ].sort((a, b) => a - b);
   figures.push({
     name: "alpha-low-curve",
     title: "alpha_low(C, p) = log(p (C-2) / (1-p))",
@@ -209,15 +334,19 @@ function summarize(results: Array<ResultOf<AlphaBoundConfig>>, s: Settings): Sum
     })),
   });
 
-  // 2. Free embedding: reached probability against the bound.
-  const free = results.filter((r) => r.config.kind === "free");
+  const stat = (label: string, metric: string) => analysis.configs.find((c) => c.label === label)?.metrics[metric];
+  const configs = [...new Map(results.map((r) => [r.config.label, r.config])).values()];
+
+  // 2. Free embedding: reached probability (mean over seeds) against the bound.
+  const free = configs.filter((c) => c.kind === "free");
   if (free.length > 0) {
     const traces: unknown[] = [];
     const palette = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b"];
-    const freeClasses = [...new Set(free.map((r) => r.config.classes))].sort((a, b) => a - b);
+    const freeClasses = [...new Set(free.map((c) => c.classes))].sort((a, b) => a - b);
     freeClasses.forEach((C, k) => {
-      const rows = free.filter((r) => r.config.classes === C).sort((a, b) => a.config.alpha - b.config.alpha);
-      const alphas = rows.map((r) => r.config.alpha);
+      const rows = free.filter((c) => c.classes === C).sort((a, b) => a.head.alpha - b.head.alpha);
+      const alphas = rows.map((c) => c.head.alpha);
+      const reached = rows.map((c) => stat(c.label, "mean_target_probability"));
       const dense: number[] = [];
       for (let a = Math.min(...alphas); a <= Math.max(...alphas) * 1.0001; a *= 1.05) dense.push(a);
       const color = palette[k % palette.length];
@@ -226,7 +355,13 @@ function summarize(results: Array<ResultOf<AlphaBoundConfig>>, s: Settings): Sum
         mode: "lines+markers",
         name: `C=${C} reached`,
         x: alphas,
-        y: rows.map((r) => r.result.metrics.mean_target_probability),
+        y: reached.map((r) => (r ? round(r.mean) : null)),
+        error_y: {
+          type: "data",
+          symmetric: false,
+          array: reached.map((r) => (r && r.n >= 2 ? round(r.ci[1] - r.mean) : 0)),
+          arrayminus: reached.map((r) => (r && r.n >= 2 ? round(r.mean - r.ci[0]) : 0)),
+        },
         line: { color },
       });
       traces.push({
@@ -253,7 +388,7 @@ function summarize(results: Array<ResultOf<AlphaBoundConfig>>, s: Settings): Sum
       figure: {
         data: traces,
         layout: {
-          title: { text: `Free features (D = ${s.freeDim}), unit-norm W: reached vs bound` },
+          title: { text: `Free features (D = ${s.freeDim}), unit-norm W: reached (mean, 95 % CI over seeds) vs bound` },
           xaxis: logAxis("alpha"),
           yaxis: { title: { text: "mean target probability" }, range: [0, 1.02] },
           height: 420,
@@ -262,82 +397,93 @@ function summarize(results: Array<ResultOf<AlphaBoundConfig>>, s: Settings): Sum
     });
     tables.push({
       name: "free-embedding",
-      title: "Free embedding: mean target probability reached at each alpha",
-      rows: free.map((r) => ({
-        C: r.config.classes,
-        alpha: r.config.alpha,
-        alpha_low_p90: round(alphaLow(r.config.classes, 0.9), 2),
-        reached_p: round(r.result.metrics.mean_target_probability),
-        bound_p: round(r.result.metrics.bound_probability),
-        simplex_p: round(r.result.metrics.simplex_probability),
+      title: "Free embedding: mean target probability reached at each alpha (mean ± std [95 % CI] over seeds)",
+      rows: free.map((c) => ({
+        C: c.classes,
+        alpha: c.head.alpha,
+        alpha_low_p90: round(alphaLow(c.classes, 0.9), 2),
+        reached_p: formatStatistic(stat(c.label, "mean_target_probability")),
+        bound_p: round(boundProbability(c.head.alpha, c.classes)),
+        simplex_p: round(simplexProbability(c.head.alpha, c.classes)),
       })),
     });
-    const atBound = free.filter((r) => r.config.alpha >= alphaLow(r.config.classes, 0.9));
-    const below = free.filter((r) => r.config.alpha < alphaLow(r.config.classes, 0.9) * 0.5);
-    if (atBound.length && below.length) {
-      const minAbove = Math.min(...atBound.map((r) => r.result.metrics.mean_target_probability));
-      const maxBelow = Math.max(...below.map((r) => r.result.metrics.mean_target_probability));
-      notes.push(
-        `Free embedding: every alpha >= alpha_low(C, 0.9) reached mean p >= ${minAbove.toFixed(3)}; alphas below half the bound reached at most ${maxBelow.toFixed(3)}.`,
-      );
-    }
   }
 
-  // 3. Training: accuracy vs alpha, and the trainable alpha.
-  const trained = results.filter((r) => r.config.kind === "train");
+  // 3. Training on identities: held-out TAR against alpha / alpha_low, per head type.
+  const trained = configs.filter((c) => c.kind === "train");
   if (trained.length > 0) {
-    const fixed = trained.filter((r) => !r.config.learnAlpha).sort((a, b) => a.config.alpha - b.config.alpha);
-    const learned = trained.filter((r) => r.config.learnAlpha);
-    const lowBound = alphaLow(10, 0.9);
-    const accs = fixed.map((r) => r.result.metrics.test_accuracy);
+    const { classes, low } = trainBound(s);
+    const metric = heldOutTarMetric(numberSetting(s, "testIds"), numberSetting(s, "imagesPerIdentity"));
+    const series = (type: "l2-softmax" | "unit-w") =>
+      trained.filter((c) => c.head.type === type && !c.head.learnAlpha).sort((a, b) => a.head.alpha - b.head.alpha);
+    const trace = (type: "l2-softmax" | "unit-w", name: string) => {
+      const rows = series(type);
+      const st = rows.map((c) => stat(c.label, metric));
+      return {
+        type: "scatter",
+        mode: "lines+markers",
+        name,
+        x: rows.map((c) => round(c.head.alpha / low, 3)),
+        y: st.map((x) => (x ? round(x.mean) : null)),
+        error_y: {
+          type: "data",
+          symmetric: false,
+          array: st.map((x) => (x && x.n >= 2 ? round(x.ci[1] - x.mean) : 0)),
+          arrayminus: st.map((x) => (x && x.n >= 2 ? round(x.mean - x.ci[0]) : 0)),
+        },
+      };
+    };
     figures.push({
-      name: "accuracy-vs-alpha",
-      title: "MNIST test accuracy vs alpha (L2-softmax)",
+      name: "tar-vs-alpha",
+      title: `Held-out ${metric} vs alpha / alpha_low`,
       figure: {
         data: [
-          { type: "scatter", mode: "lines+markers", name: "fixed alpha", x: fixed.map((r) => r.config.alpha), y: accs },
-          ...learned.map((r) => ({
-            type: "scatter",
-            mode: "markers",
-            name: `trainable (init ${r.config.alpha}) -> ${r.result.metrics.final_alpha.toFixed(2)}`,
-            x: [r.result.metrics.final_alpha],
-            y: [r.result.metrics.test_accuracy],
-            marker: { size: 12, symbol: "star" },
-          })),
+          trace("l2-softmax", "L2-softmax (free W)"),
+          trace("unit-w", "unit-norm W (NormFace s = alpha)"),
           {
             type: "scatter",
             mode: "lines",
-            name: "alpha_low(10, 0.9)",
-            x: [lowBound, lowBound],
+            name: "alpha = alpha_low",
+            x: [1, 1],
             y: [0, 1],
             line: { dash: "dot", color: "gray" },
           },
         ],
         layout: {
-          title: { text: "L2-softmax on MNIST (C = 10)" },
-          xaxis: logAxis("alpha"),
-          yaxis: { title: { text: "test accuracy" }, range: [0, 1.02] },
+          title: {
+            text: `${classes} training identities, alpha_low(${classes}, 0.9) = ${low.toFixed(2)}: held-out ${metric} (mean, 95 % CI over seeds)`,
+          },
+          xaxis: logAxis("alpha / alpha_low"),
+          yaxis: { title: { text: metric }, range: [0, 1.02] },
           height: 400,
         },
       },
     });
+    figures.push(
+      metricBars(analysis, "effective_scale", {
+        name: "effective-scale",
+        title: "Effective scale alpha |W| at the end of training",
+        labels: trained.map((c) => c.label),
+      }),
+    );
+    const learned = results.filter((r) => r.config.kind === "train" && r.config.head.learnAlpha);
     if (learned.length > 0) {
       figures.push({
         name: "trainable-alpha",
         title: "Trainable alpha during training",
         figure: {
           data: learned.map((r) => {
-            const trace = (r.result.extra?.alphaTrace ?? []) as number[][];
+            const t = (r.result.extra?.alphaTrace ?? []) as number[][];
             return {
               type: "scatter",
               mode: "lines",
-              name: `init ${r.config.alpha}`,
-              x: trace.map((t) => t[0]),
-              y: trace.map((t) => t[1]),
+              name: `${r.config.label} seed ${r.seed}`,
+              x: t.map((p) => p[0]),
+              y: t.map((p) => p[1]),
             };
           }),
           layout: {
-            title: { text: "Where a trainable alpha goes" },
+            title: { text: `Where a trainable alpha goes (alpha_low = ${low.toFixed(2)})` },
             xaxis: { title: { text: "step" } },
             yaxis: { title: { text: "alpha" } },
             height: 340,
@@ -345,34 +491,19 @@ function summarize(results: Array<ResultOf<AlphaBoundConfig>>, s: Settings): Sum
         },
       });
     }
-    tables.push({
-      name: "training",
-      title: "L2-softmax on MNIST: accuracy per alpha",
-      rows: trained.map((r) => ({
-        alpha: r.config.learnAlpha ? `learned (init ${r.config.alpha})` : r.config.alpha,
-        "alpha/alpha_low": r.config.learnAlpha
-          ? round(r.result.metrics.final_alpha / lowBound, 2)
-          : round(r.config.alpha / lowBound, 2),
-        final_alpha: round(r.result.metrics.final_alpha, 3),
-        test_accuracy: round(r.result.metrics.test_accuracy),
-        final_loss: round(r.result.metrics.final_loss),
-        seconds: round(r.seconds, 1),
-      })),
-    });
-    const below = fixed.filter((r) => r.config.alpha < lowBound / 2);
-    const above = fixed.filter((r) => r.config.alpha >= lowBound);
-    if (below.length && above.length) {
-      const b = Math.max(...below.map((r) => r.result.metrics.test_accuracy));
-      const a = Math.min(...above.map((r) => r.result.metrics.test_accuracy));
-      notes.push(
-        `Training: best accuracy with alpha < alpha_low/2 was ${b.toFixed(3)}; worst with alpha >= alpha_low was ${a.toFixed(3)} (${a > b ? "the collapse below the bound shows" : "no collapse below the bound at this budget"}).`,
-      );
-    }
-    for (const r of learned)
-      notes.push(
-        `Trainable alpha (init ${r.config.alpha}) ended at ${r.result.metrics.final_alpha.toFixed(2)} (alpha_low(10, 0.9) = ${lowBound.toFixed(2)}).`,
-      );
+    tables.push(
+      statisticsTable(
+        analysis,
+        [metric, "auc", "acc_10fold", "train_target_probability", "final_alpha", "effective_scale", "final_loss"],
+        {
+          name: "training",
+          title: `Training on ${classes} identities (alpha_low = ${low.toFixed(2)}): held-out verification on all pairs, mean ± std [95 % CI] over seeds`,
+          labels: trained.map((c) => c.label),
+        },
+      ),
+    );
   }
+  for (const n of new Set(results.flatMap((r) => (r.result.extra?.notes ?? []) as string[]))) notes.push(n);
   return { tables, figures, notes };
 }
 
@@ -380,66 +511,81 @@ export const alphaBound: Ablation<AlphaBoundConfig> = {
   name: "alpha-bound",
   title: "L2-softmax: the lower bound on alpha",
   claim:
-    "Ranjan et al. (L2-softmax, 2017): the feature scale alpha must exceed alpha_low(C, p) = log(p (C-2)/(1-p)) for the target class to reach probability p; below it training fails to converge well, above it accuracy saturates.",
+    "Ranjan et al. (L2-softmax, 2017): the feature scale alpha must exceed alpha_low(C, p) = log(p (C-2)/(1-p)) for the target class to reach probability p; below it training fails to converge well, above it verification saturates.",
   presets: {
     smoke: {
       seed: 1,
+      seeds: 2,
       freeClasses: [10, 100],
-      freeAlphas: [1, 4, 16],
+      freeAlphas: [1, 16],
       freeDim: 16,
       freeSteps: 60,
       freeLr: 0.1,
-      trainAlphas: [1, 8],
-      trainable: true,
-      trainableInits: [1],
+      dataSeed: 7,
+      trainIds: 30,
+      testIds: 20,
+      imagesPerIdentity: 4,
+      imageSize: 32,
+      trainAlphas: [1, 16],
+      unitWAlphas: [1],
+      trainableInits: [],
       backbone: "mlp",
       embeddingDim: 16,
-      trainPerClass: 100,
-      testPerClass: 50,
-      steps: 40,
+      steps: 30,
       batchSize: 64,
       lr: 0.05,
     },
     full: {
       seed: 1,
+      seeds: 3,
       freeClasses: [10, 100, 1000],
-      freeAlphas: [1, 2, 3, 4, 6, 8, 10, 12, 16, 24, 32],
+      freeAlphas: [1, 2, 4, 8, 16, 32],
       freeDim: 64,
       freeSteps: 400,
       freeLr: 0.05,
-      trainAlphas: [0.5, 1, 2, 3, 4, 6, 8, 16, 32, 64],
-      trainable: true,
-      trainableInits: [1, 24],
-      backbone: "mlp",
-      embeddingDim: 32,
-      trainPerClass: 700,
-      testPerClass: 150,
-      steps: 600,
-      batchSize: 128,
-      lr: 0.05,
+      dataSeed: 7,
+      trainIds: 1000,
+      testIds: 200,
+      imagesPerIdentity: 6,
+      imageSize: 32,
+      trainAlphas: [2, 4, 10, 32],
+      unitWAlphas: [4, 16],
+      trainableInits: [1],
+      backbone: "lenet-small",
+      embeddingDim: 64,
+      steps: 1000,
+      batchSize: 64,
+      lr: 0.1,
     },
   },
   describe: {
-    seed: "seed of every initialisation and of the data order",
+    seed: "first seed (initialisation and data order derive from the seed alone)",
+    seeds: "seeds per configuration (paired across arms)",
     freeClasses: "class counts C of the free-embedding runs",
     freeAlphas: "alphas of the free-embedding runs",
     freeDim: "feature dimension D of the free-embedding runs",
     freeSteps: "Adam steps per free-embedding run",
     freeLr: "Adam learning rate of the free-embedding runs",
-    trainAlphas: "fixed alphas trained on MNIST",
-    trainable: "also train with a trainable alpha",
-    trainableInits: "initial values of the trainable alpha",
-    backbone: "mlp | lenet-small | lenet++",
-    embeddingDim: "embedding size of the MNIST runs",
-    trainPerClass: "MNIST training images per digit",
-    testPerClass: "MNIST test images per digit (held out)",
-    steps: "SGD steps per MNIST run",
+    dataSeed: "seed of the synthetic identities (the same data for every seed)",
+    trainIds: "training identities C of the training runs (alpha_low is computed for it)",
+    testIds: "held-out identities (verification on all their pairs)",
+    imagesPerIdentity: "images per identity",
+    imageSize: "synthetic image size in pixels",
+    trainAlphas: "fixed alphas of L2-softmax (free W)",
+    unitWAlphas: "alphas of the unit-norm-W arm (NormFace at s = alpha)",
+    trainableInits: "initial values of a trainable alpha (empty: none)",
+    backbone: "lenet-small | lenet++ | iresnet-small | mlp",
+    embeddingDim: "embedding size of the training runs",
+    steps: "SGD steps per training run (warm-up 5 %, cosine decay)",
     batchSize: "batch size",
-    lr: "SGD learning rate (momentum 0.9, weight decay 5e-4)",
+    lr: "base SGD learning rate (momentum 0.9, weight decay 5e-4)",
   },
+  comparisons,
   grid,
   async runOne(config, ctx) {
-    return config.kind === "free" ? freeEmbedding(config, ctx.settings, ctx) : trainMnist(config, ctx.settings, ctx);
+    return config.kind === "free"
+      ? freeEmbedding(config, ctx.settings, ctx)
+      : trainIdentities(config, ctx.settings, ctx);
   },
   summarize,
 };

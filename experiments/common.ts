@@ -1,7 +1,9 @@
 /**
- * Pieces the ablations share: a small MLP backbone (the smoke presets need seconds, LeNet++ takes
- * ~1 s per step on 2 cores), data loading, a training wrapper that reports progress and per-step
- * metrics to the run context, and closed-set classification accuracy.
+ * Pieces the ablations share: backbones (a small MLP for the 2-D pictures, LeNet++ and iResNet
+ * CNNs), data loading with held-out identities, the protocol's training wrapper (SGD with warm-up
+ * and cosine decay, progress and per-step metrics to the run context, the loss history for the
+ * convergence check), held-out verification on all pairs with the collapse check, and closed-set
+ * classification accuracy.
  */
 
 import { type Backbone, LayersBackbone } from "../src/backbones/backbone";
@@ -9,10 +11,14 @@ import { createBackbone } from "../src/backbones/index";
 import { tf } from "../src/backend";
 import { type Dataset, subset } from "../src/data/dataset";
 import { mnistDigits } from "../src/data/mnist-digits";
+import { permutation } from "../src/data/rng";
 import { type LabelNoise, syntheticFaces } from "../src/data/synthetic";
-import { embedDataset } from "../src/eval/embed";
+import { type CollapseCheck, detectCollapse } from "../src/eval/collapse";
+import { type Embeddings, embedDataset } from "../src/eval/embed";
+import { type AllPairsVerification, DEFAULT_FARS, verifyAllPairs } from "../src/eval/verification";
 import type { Head } from "../src/losses/head";
 import { LinearHeadBase } from "../src/losses/softmax";
+import type { Schedule } from "../src/train/schedules";
 import { type Regularizer, train } from "../src/train/trainer";
 import { numberSetting } from "./settings";
 import type { RunContext, Settings } from "./types";
@@ -40,9 +46,12 @@ export function mlpBackbone(o: {
   return new LayersBackbone("mlp", tf.model({ inputs: input, outputs: out }), o.inputShape, o.embeddingDim);
 }
 
-export const BACKBONE_CHOICES = ["mlp", "lenet++", "lenet-small"] as const;
+export const BACKBONE_CHOICES = ["mlp", "lenet++", "lenet-small", "iresnet-small"] as const;
 
-/** "mlp" (fast), "lenet-small" (LeNet++ with 8/16/32 filters) or "lenet++" (Wen et al.'s 32/64/128). */
+/**
+ * "mlp" (fast), "lenet-small" (LeNet++ with 8/16/32 filters), "lenet++" (Wen et al.'s 32/64/128) or
+ * "iresnet-small" (the project's iResNet with one block of 16/32/64/128 channels per stage).
+ */
 export function makeBackbone(
   name: string,
   embeddingDim: number,
@@ -53,6 +62,7 @@ export function makeBackbone(
   if (name === "lenet++") return createBackbone({ name: "lenet++", embeddingDim, seed, inputShape });
   if (name === "lenet-small")
     return createBackbone({ name: "lenet++", embeddingDim, seed, inputShape, widths: [8, 16, 32] });
+  if (name === "iresnet-small") return createBackbone({ name: "iresnet-small", embeddingDim, seed, inputShape });
   throw new Error(`backbone = "${name}" is not valid: allowed are ${BACKBONE_CHOICES.join(", ")}.`);
 }
 
@@ -83,13 +93,26 @@ export interface FitOptions {
   logEvery?: number;
   /** Extra per-step metrics (e.g. a trainable scale), read after each logged step. */
   extraMetrics?: () => Record<string, number>;
+  /** Default: the protocol's warm-up over the first 5 % of steps, then cosine decay to 0. */
+  schedule?: Schedule;
 }
 
-/** Trains with SGD (momentum 0.9, cosine-free constant lr), reporting progress and metrics to ctx. */
-export async function fit(
-  o: FitOptions,
-  ctx: RunContext,
-): Promise<{ finalLoss: number; seconds: number; history: Array<Record<string, number>> }> {
+/** The protocol's learning-rate schedule: linear warm-up over 5 % of the steps, then cosine to 0. */
+export function protocolSchedule(steps: number): Schedule {
+  return { type: "cosine", warmupSteps: Math.max(1, Math.round(steps * 0.05)), minLr: 0 };
+}
+
+export interface FitResult {
+  finalLoss: number;
+  seconds: number;
+  /** The logged rows (step, loss, lr, ...). */
+  history: Array<Record<string, number>>;
+  /** The training loss of every step (the convergence check). */
+  lossHistory: Array<{ step: number; loss: number }>;
+}
+
+/** Trains with SGD (momentum 0.9, warm-up and cosine decay), reporting progress and metrics to ctx. */
+export async function fit(o: FitOptions, ctx: RunContext): Promise<FitResult> {
   const every = o.logEvery ?? Math.max(1, Math.floor(o.steps / 50));
   const history: Array<Record<string, number>> = [];
   const t0 = performance.now();
@@ -100,6 +123,7 @@ export async function fit(
     pipeline: { batchSize: o.batchSize, augment: false, normalize: o.normalize, prefetch: 2 },
     steps: o.steps,
     optimizer: { type: "sgd", lr: o.lr, momentum: 0.9, weightDecay: o.weightDecay ?? 5e-4 },
+    schedule: o.schedule ?? protocolSchedule(o.steps),
     clipGradNorm: 10,
     clipScope: "all",
     regularizers: o.regularizers,
@@ -125,7 +149,73 @@ export async function fit(
     ],
   });
   const last = result.history[result.history.length - 1];
-  return { finalLoss: last ? last.loss : Number.NaN, seconds: (performance.now() - t0) / 1000, history };
+  return {
+    finalLoss: last ? last.loss : Number.NaN,
+    seconds: (performance.now() - t0) / 1000,
+    history,
+    lossHistory: result.history.map((m) => ({ step: m.step, loss: m.loss })),
+  };
+}
+
+/** The metric name of TAR at a FAR: tar_far_1e-3. */
+export function tarMetric(far: number): string {
+  return `tar_far_${far.toExponential(0).replace("e+", "e")}`;
+}
+
+/**
+ * The TAR metric comparisons use: at the lowest FAR of 1e-4, 1e-3, 1e-2 that the impostor pairs of
+ * `ids` held-out identities with `perId` images each support (at least 10 / FAR of them).
+ */
+export function heldOutTarMetric(ids: number, perId: number): string {
+  const n = ids * perId;
+  const impostors = (n * (n - 1)) / 2 - (ids * perId * (perId - 1)) / 2;
+  const far = [1e-4, 1e-3, 1e-2].find((f) => impostors >= Math.ceil(10 / f)) ?? 1e-2;
+  return tarMetric(far);
+}
+
+export interface HeldOut {
+  /** tar_far_1e-2/-3/-4 (where the impostors are enough), auc, acc_10fold, mean_pairwise_cosine, impostor_pairs. */
+  metrics: Record<string, number>;
+  verification: AllPairsVerification;
+  embeddings: Embeddings;
+  collapse: CollapseCheck;
+  /** FARs left out for too few impostors, in words. */
+  notes: string[];
+}
+
+/**
+ * The protocol's evaluation: embeddings of the held-out identities (emb(x) + emb(flip(x)) as
+ * InsightFace, unless `flip` is false), verification on all their pairs, and the collapse check
+ * (with the training losses).
+ */
+export async function evaluateHeldOut(
+  backbone: Backbone,
+  test: Dataset,
+  o: { losses: readonly number[]; normalize?: { mean: number; std: number }; flip?: boolean; seed?: number },
+): Promise<HeldOut> {
+  const embeddings = await embedDataset(backbone, test, {
+    batchSize: 256,
+    flip: o.flip ?? true,
+    normalize: o.normalize,
+  });
+  const verification = verifyAllPairs(embeddings.embeddings, test.labels, { fars: DEFAULT_FARS, seed: o.seed });
+  const metrics: Record<string, number> = {
+    auc: verification.auc,
+    acc_10fold: verification.accuracy,
+    mean_pairwise_cosine: verification.meanPairwiseCosine,
+    impostor_pairs: verification.impostorPairs,
+  };
+  const notes: string[] = [];
+  for (const t of verification.tar) {
+    if (t.reliable) metrics[tarMetric(t.far)] = t.tar;
+    else if (t.note) notes.push(`TAR@FAR=${t.far} not reported: ${t.note}`);
+  }
+  const collapse = detectCollapse({
+    losses: o.losses,
+    auc: verification.auc,
+    meanPairwiseCosine: verification.meanPairwiseCosine,
+  });
+  return { metrics, verification, embeddings, collapse, notes };
 }
 
 function prefixed(r: Record<string, number>): Record<string, number> {
@@ -173,24 +263,13 @@ export async function evaluateClosedSet(
   return { accuracy: correct / test.size, embeddings: emb };
 }
 
-/** A seeded subsample of indices (for plotting a manageable number of points). */
+/** A seeded subsample of indices (for plotting a manageable number of points), in increasing order. */
 export function sampleIndices(n: number, k: number, seed: number): number[] {
-  const idx = Array.from({ length: n }, (_, i) => i);
-  let s = seed >>> 0 || 1;
-  for (let i = n - 1; i > 0; i--) {
-    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-    const j = s % (i + 1);
-    [idx[i], idx[j]] = [idx[j], idx[i]];
-  }
-  return idx.slice(0, Math.min(k, n)).sort((a, b) => a - b);
+  return Array.from(permutation(n, seed).subarray(0, Math.min(k, n))).sort((a, b) => a - b);
 }
 
 export const round = (v: number, digits = 4) => (Number.isFinite(v) ? Number(v.toFixed(digits)) : v);
 
-/**
- * Synthetic identities split by identity: the first `trainIds` identities train (labels 0..trainIds-1),
- * the remaining `testIds` are held out for verification. Rendered once and cached under .cache/.
- */
 /** The split an image ablation's settings describe (trainIds, testIds, imagesPerIdentity, imageSize). */
 export function syntheticSplitFromSettings(
   s: Settings,
@@ -207,6 +286,10 @@ export function syntheticSplitFromSettings(
   });
 }
 
+/**
+ * Synthetic identities split by identity: the first `trainIds` identities train (labels 0..trainIds-1),
+ * the remaining `testIds` are held out for verification. Rendered once and cached under .cache/.
+ */
 export async function syntheticSplit(o: {
   trainIds: number;
   testIds: number;
@@ -237,48 +320,4 @@ export async function syntheticSplit(o: {
     trainIdentity: Int32Array.from(trainIdx, (i) => all.identity[i]),
     testIdentity: Int32Array.from(testIdx, (i) => all.identity[i]),
   };
-}
-
-/** RegularFace's sep(W): mean over classes of the largest cosine to another class (lower = more separated). */
-export function separability(rows: ArrayLike<number>[]): number {
-  const unit = rows.map((r) => {
-    let n = 0;
-    for (let k = 0; k < r.length; k++) n += r[k] * r[k];
-    const inv = 1 / (Math.sqrt(n) || 1);
-    const out = new Float64Array(r.length);
-    for (let k = 0; k < r.length; k++) out[k] = r[k] * inv;
-    return out;
-  });
-  let total = 0;
-  for (let i = 0; i < unit.length; i++) {
-    let best = -1;
-    for (let j = 0; j < unit.length; j++) {
-      if (i === j) continue;
-      let c = 0;
-      for (let k = 0; k < unit[i].length; k++) c += unit[i][k] * unit[j][k];
-      if (c > best) best = c;
-    }
-    total += best;
-  }
-  return total / unit.length;
-}
-
-/** Rows of a [C, D] variable as arrays. */
-export function rowsOf(w: import("@tensorflow/tfjs-node").Tensor): Float32Array[] {
-  const [c, d] = w.shape as [number, number];
-  const data = w.dataSync() as Float32Array;
-  return Array.from({ length: c }, (_, i) => data.slice(i * d, (i + 1) * d));
-}
-
-/** Mean feature per class (the feature centres, for sep on features rather than on W). */
-export function classCentres(features: Float32Array[], labels: ArrayLike<number>, numClasses: number): Float32Array[] {
-  const d = features[0].length;
-  const sums = Array.from({ length: numClasses }, () => new Float32Array(d));
-  features.forEach((f, i) => {
-    let n = 0;
-    for (let k = 0; k < d; k++) n += f[k] * f[k];
-    const inv = 1 / (Math.sqrt(n) || 1);
-    for (let k = 0; k < d; k++) sums[labels[i]][k] += f[k] * inv;
-  });
-  return sums;
 }

@@ -6,6 +6,7 @@
  * The seed's claim: clear gains on SphereFace / center loss, insignificant on ArcFace.
  */
 import { embedDataset } from "../src/eval/embed";
+import { centreSeparation, featureCentres, toRows } from "../src/eval/separability";
 import { makePairs, verifyPairs } from "../src/eval/verification";
 import { ArcFace } from "../src/losses/arcface";
 import { CosFace } from "../src/losses/cosface";
@@ -13,7 +14,7 @@ import { exclusiveRegularization } from "../src/losses/exclusive";
 import type { Head, Tensor2D } from "../src/losses/head";
 import { SphereFace } from "../src/losses/sphereface";
 import type { Regularizer } from "../src/train/trainer";
-import { classCentres, fit, makeBackbone, round, rowsOf, separability, syntheticSplitFromSettings } from "./common";
+import { fit, makeBackbone, round, syntheticSplitFromSettings } from "./common";
 import { SoftmaxCenterHead } from "./heads";
 import { numberSetting, stringsSetting } from "./settings";
 import type { Ablation, Config, ResultOf, Settings, Summary } from "./types";
@@ -206,7 +207,7 @@ export const exclusive: Ablation<ExclusiveConfig> = {
           lr: numberSetting(s, "lr"),
           seed: config.seed,
           regularizers,
-          extraMetrics: () => ({ sep_weights: separability(rowsOf(head.weight)) }),
+          extraMetrics: () => ({ sep_weights: weightSeparation(head.weight) }),
         },
         ctx,
       );
@@ -214,8 +215,10 @@ export const exclusive: Ablation<ExclusiveConfig> = {
       const { pairs, issame } = makePairs(data.test.labels, numberSetting(s, "pairs"), config.seed);
       const v = verifyPairs(testEmb.single, pairs, issame, { fars: [1e-2, 1e-1] });
       const trainEmb = await embedDataset(backbone, data.train, { batchSize: 128 });
-      const sepW = separability(rowsOf(head.weight));
-      const sepC = separability(classCentres(trainEmb.single, trainEmb.labels, data.train.numClasses));
+      const sepW = weightSeparation(head.weight);
+      const sepC = centreSeparation(
+        featureCentres(trainEmb.single, trainEmb.labels, data.train.numClasses),
+      ).meanMaxCosine;
       return {
         metrics: {
           verification_accuracy: v.accuracy,
@@ -234,3 +237,8 @@ export const exclusive: Ablation<ExclusiveConfig> = {
   },
   summarize: (results) => summarize(results),
 };
+
+/** RegularFace's sep(W) of a [C, D] weight: mean over classes of the largest cosine to another class. */
+function weightSeparation(w: import("@tensorflow/tfjs-node").Tensor): number {
+  return centreSeparation(toRows(w.dataSync(), w.shape[1] as number)).meanMaxCosine;
+}

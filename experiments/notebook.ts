@@ -26,7 +26,7 @@ export async function runInNotebook(
   live.update(
     {
       fraction: 1,
-      label: `done: ${result.results.length} configurations`,
+      label: `done: ${result.results.length} runs of ${result.analysis.configs.length} configurations`,
       detail: `${formatDuration(result.wallSeconds)}`,
     },
     true,

@@ -1,9 +1,12 @@
 /**
  * The shape of an ablation: settings per preset (overridable with `--set key=value`), a grid of
  * configurations built from the settings, `runOne` (data -> backbone -> head -> training ->
- * evaluation for one configuration) and `summarize` (child results -> tables + Plotly figures).
- * The runner (runner.ts) wraps each configuration in an MLflow child run.
+ * evaluation for one configuration and one seed), the comparisons the paper makes (each becomes a
+ * computed verdict) and `summarize` (results -> tables + Plotly figures). The protocol (runner.ts,
+ * analysis.ts) runs every configuration on every seed and computes the statistics.
  */
+import type { CollapseCheck } from "../src/eval/collapse";
+import type { Direction, Verdict } from "../src/eval/stats";
 import type { PlotlyFigure } from "../src/plots/html";
 
 export const PRESETS = ["smoke", "full"] as const;
@@ -18,14 +21,22 @@ export type Config = Record<string, unknown> & { label: string };
 
 /** What a configuration's run returns: scalar metrics (the summary table) and optional series/extras. */
 export interface ConfigResult {
+  /** Final scalar metrics (the statistics over seeds are computed for each). */
   metrics: Record<string, number>;
   /** Anything the summary needs beyond scalars (curves, 2-D features); not logged as metrics. */
   extra?: Record<string, unknown>;
+  /** The training loss at the logged steps (the convergence check reads it). */
+  lossHistory?: Array<{ step: number; loss: number }>;
+  /** Set by ablations that evaluate held-out verification: a collapsed run is left out of the statistics. */
+  collapse?: CollapseCheck;
 }
 
 export interface RunContext {
   /** The resolved settings of the ablation. */
   settings: Settings;
+  /** The seed of this task: initialisation and data order derive from it alone, so arms are paired. */
+  seed: number;
+  /** The task's place in the plan (0-based) and the plan's length. */
   index: number;
   total: number;
   /** Logs metrics of this configuration at a step (to the child run when tracking). */
@@ -55,8 +66,49 @@ export interface Summary {
 
 export interface ResultOf<C extends Config = Config> {
   config: C;
+  seed: number;
   result: ConfigResult;
   seconds: number;
+}
+
+/** A comparison the paper makes: treatment - baseline on `metric` is expected to be `expected`. */
+export interface Comparison {
+  /** Short id (MLflow tag marginlab.verdict.<name>). */
+  name: string;
+  /** The claim in words. */
+  claim: string;
+  metric: string;
+  /** Configuration labels. */
+  baseline: string;
+  treatment: string;
+  expected: Direction;
+  /** The paper's own numbers for this comparison, with the source (shared/research/papers.md). */
+  paper?: string;
+}
+
+export interface ConfigStatistics {
+  label: string;
+  configHash: string;
+  seeds: number[];
+  /** Seeds whose run collapsed or diverged, with the reasons (left out of `metrics`). */
+  collapsed: Array<{ seed: number; reasons: string[]; details: string[] }>;
+  /** Across healthy seeds: mean, sample std, 95 % interval and n of each final metric. */
+  metrics: Record<string, { mean: number; std: number; ci: [number, number]; n: number }>;
+  /** Seeds whose last 10 % of steps improved the training loss by < 1 % (of those with a loss history). */
+  converged: { seeds: number[]; of: number; relativeImprovement: Record<number, number> };
+}
+
+export interface ComparisonResult extends Comparison {
+  verdict: Verdict;
+  /** Seeds paired in the test (both arms healthy). */
+  seeds: number[];
+  excluded: Array<{ seed: number; why: string }>;
+}
+
+/** The statistics the protocol computes from the results (analysis.ts). */
+export interface Analysis {
+  configs: ConfigStatistics[];
+  comparisons: ComparisonResult[];
 }
 
 export interface Ablation<C extends Config = Config> {
@@ -69,7 +121,10 @@ export interface Ablation<C extends Config = Config> {
   describe: Record<string, string>;
   grid(settings: Settings): C[];
   runOne(config: C, ctx: RunContext): Promise<ConfigResult>;
-  summarize(results: Array<ResultOf<C>>, settings: Settings): Summary;
+  /** The paper's comparisons among the grid's configurations (verdicts are computed for each). */
+  comparisons?(settings: Settings, configs: C[]): Comparison[];
+  /** Results in configuration order, each configuration's seeds together. */
+  summarize(results: Array<ResultOf<C>>, settings: Settings, analysis: Analysis): Summary;
 }
 
 /** Any ablation, whatever its configuration type (the registry's element type). */
