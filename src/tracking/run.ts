@@ -11,9 +11,11 @@ import { projectRoot } from "../project";
 import { contentTypeOf, type DatasetInput, type KeyValue, MlflowClient, type RunStatus } from "./client";
 import { secretsOf, trackingConfigFromEnv } from "./config";
 import { ensureEmbeddedServer } from "./embedded";
+import { encodeImage, type ImageSource, LOGGED_IMAGES_TAG } from "./images";
 import { defaultJournalDir, type Entry, type JournalItem, lockJournal, RunJournal } from "./journal";
 import { configHash, flattenConfig } from "./params";
 import { JournalSender, type RejectedItemError } from "./sender";
+import { SystemMetricsMonitor, type SystemMetricsOptions, systemMetricsEnabled } from "./system-metrics";
 import { inNotebook, type SourceOptions, systemTags } from "./system-tags";
 import {
   paramString,
@@ -55,6 +57,12 @@ export interface StartRunOptions extends SourceOptions {
   onError?: (error: Error) => void;
   /** Log the configuration's hash as the marginlab.configHash tag (default: true for child runs). */
   hashConfig?: boolean;
+  /**
+   * Sample `system/...` metrics (CPU, memory, disk, process RSS, GPU) in the background, every 10 s
+   * by default. Default: on for top-level runs, off for nested ones; MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING
+   * (true/false) overrides that default, and `false` here switches it off.
+   */
+  systemMetrics?: boolean | SystemMetricsOptions;
 }
 
 export interface EndOptions {
@@ -123,6 +131,8 @@ function installHandlers(): void {
   const onSignal = (signal: NodeJS.Signals) => {
     process.removeListener("SIGINT", onSignal);
     process.removeListener("SIGTERM", onSignal);
+    // An application that listens too (the CLI) ends the runs itself (endLiveRuns) and reports.
+    if (process.listenerCount(signal) > 0) return;
     const runs = [...liveRuns].filter((r) => r.handlesSignals);
     Promise.allSettled(runs.map((r) => r.end("KILLED", { timeoutMs: 5000 }))).finally(() => {
       // Re-raise so the process ends the way it would have without us.
@@ -135,6 +145,12 @@ function installHandlers(): void {
   process.on("beforeExit", () => {
     for (const run of liveRuns) if (!run.ended) void run.end("FINISHED");
   });
+}
+
+/** Ends every live run of this process that handles signals (KILLED on an interrupt); what each saved. */
+export function endLiveRuns(status: RunStatus = "KILLED", options: EndOptions = { timeoutMs: 5000 }) {
+  const runs = [...liveRuns].filter((r) => r.handlesSignals);
+  return Promise.all(runs.map((r) => r.end(status, options)));
 }
 
 /** A local id that sorts by creation time: journals replay parents before children. */
@@ -219,6 +235,9 @@ export async function startRun(options: StartRunOptions = {}): Promise<Run> {
     await run.discard();
     throw error;
   }
+  const sampling = options.systemMetrics;
+  if (sampling === undefined ? systemMetricsEnabled(parent === undefined) : sampling !== false)
+    run.sampleSystemMetrics(typeof sampling === "object" ? sampling : {});
   return run;
 }
 
@@ -251,6 +270,8 @@ export class Run {
   private readonly releaseLock: () => void;
   private readonly secrets: string[];
   private endResult: Promise<RunEndResult> | undefined;
+  private systemMetrics: SystemMetricsMonitor | undefined;
+  private loggedImages = false;
 
   constructor(
     client: MlflowClient,
@@ -329,6 +350,26 @@ export class Run {
     if (this.client.transport.hasSecret(value) || this.secrets.some((secret) => value.includes(secret)))
       return "[redacted]";
     return value;
+  }
+
+  /** @internal starts the background sampler of system/ metrics (stopped by end). */
+  sampleSystemMetrics(options: SystemMetricsOptions): void {
+    this.systemMetrics ??= new SystemMetricsMonitor((values, step) => this.logMetrics(values, step), options).start();
+  }
+
+  /**
+   * Logs an image at a step in MLflow's layout (images/<key>+step+<N>+timestamp+<T>+<uuid>.png and a
+   * WebP thumbnail) and sets mlflow.loggedImages, so the UI's image grid and comparison show it.
+   * `image`: encoded bytes (PNG, JPEG, ...) or raw pixels. Returns the two artifact paths.
+   */
+  async logImage(key: string, image: ImageSource, step = 0): Promise<{ png: string; webp: string }> {
+    validateStep(step);
+    const files = await encodeImage(key, image, step);
+    const png = this.logArtifact(files.png.bytes, files.png.path);
+    const webp = this.logArtifact(files.webp.bytes, files.webp.path);
+    if (!this.loggedImages) this.setTags({ [LOGGED_IMAGES_TAG]: "True" });
+    this.loggedImages = true;
+    return { png, webp };
   }
 
   /** Logs params (nested objects are flattened to dotted keys). A param keeps its first value, as in MLflow. */
@@ -528,6 +569,7 @@ export class Run {
   }
 
   private async finish(status: RunStatus, options: EndOptions): Promise<RunEndResult> {
+    await this.systemMetrics?.stop();
     this.enqueue({ t: "end", status, endTime: Date.now() });
     this.ended = true;
     const pending = await this.sender.drain(options.timeoutMs ?? 30_000);
