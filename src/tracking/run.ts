@@ -6,7 +6,15 @@
 import { randomBytes } from "node:crypto";
 import { readdirSync, readFileSync, statSync } from "node:fs";
 import path from "node:path";
-import { closeFigureRenderer, figureHtml, figurePng, type PlotlyFigure } from "../plots/html";
+import {
+  closeFigureRenderer,
+  figureHtml,
+  figurePng,
+  PLOTLY_ARTIFACT,
+  type PlotlyFigure,
+  type PlotlySource,
+  plotlyJs,
+} from "../plots/html";
 import { projectRoot } from "../project";
 import { contentTypeOf, type DatasetInput, type KeyValue, MlflowClient, type RunStatus } from "./client";
 import { secretsOf, trackingConfigFromEnv } from "./config";
@@ -272,6 +280,7 @@ export class Run {
   private endResult: Promise<RunEndResult> | undefined;
   private systemMetrics: SystemMetricsMonitor | undefined;
   private loggedImages = false;
+  private plotlyLogged = false;
 
   constructor(
     client: MlflowClient,
@@ -476,7 +485,8 @@ export class Run {
   }
 
   /**
-   * Logs a Plotly figure as `<name>.html` (standalone, plotly.js inlined) and `<name>.png` when a
+   * Logs a Plotly figure as `<name>.html` (a few KB loading the run's one copy of plotly.js,
+   * plotly/plotly-<version>.min.mjs; see src/plots/html.ts) and `<name>.png` when a
    * headless Chromium is available (else `pngSkipped` says why). `name` may include folders, e.g.
    * "plots/loss".
    */
@@ -487,11 +497,22 @@ export class Run {
   ): Promise<FigureResult> {
     const base = name.replace(/\.(html|png)$/i, "");
     validateArtifactPath(base);
-    const html = this.logArtifact(Buffer.from(figureHtml(figure, path.basename(base))), `${base}.html`);
+    const html = this.logArtifact(
+      Buffer.from(figureHtml(figure, path.basename(base), this.plotlyFor(`${base}.html`))),
+      `${base}.html`,
+    );
     if (options.png === false) return { html, pngSkipped: "PNG not requested" };
     const png = await figurePng(figure, { width: options.width, height: options.height });
     if ("skipped" in png) return { html, pngSkipped: png.skipped };
     return { html, png: this.logArtifact(png.png, `${base}.png`) };
+  }
+
+  /** The run's one copy of plotly.js for its figures (logged with the first); inlined while the run has no id. */
+  private plotlyFor(figurePath: string): PlotlySource {
+    if (!this.id) return { inline: true };
+    if (!this.plotlyLogged) this.logArtifact(Buffer.from(plotlyJs()), PLOTLY_ARTIFACT);
+    this.plotlyLogged = true;
+    return { runId: this.id, artifact: PLOTLY_ARTIFACT, figurePath };
   }
 
   /**
