@@ -55,6 +55,9 @@ export type { EndOptions, FigureResult, RunEndResult, StartRunOptions, TableRows
 export { Run, startRun, withRun } from "./tracking/run";
 export { RejectedItemError } from "./tracking/sender";
 export { startMlflowServer } from "./tracking/server";
+export type { ImageSource } from "./tracking/images";
+export type { SystemMetricsOptions } from "./tracking/system-metrics";
+export { SystemMetricsMonitor } from "./tracking/system-metrics";
 export type { SweepOptions, SweepResult } from "./tracking/sweep";
 export { runSweep } from "./tracking/sweep";
 export { syncJournals } from "./tracking/sync";
@@ -151,4 +154,6 @@ export {
 
 // --- experiments and notebooks (src/notebook/display.ts, src/plots/inline.ts; ablations live in experiments/) ---
 export { LiveProgress, showFigure, showHtml, showMarkdown, showTable, tableHtml } from "./notebook/display";
+export type { CompareOptions, CompareTarget, ComparedRun, Comparison, ConfigSummary } from "./notebook/compare";
+export { compareRuns, showComparison } from "./notebook/compare";
 export { inlineFigureHtml, plotlyLoaderScript } from "./plots/inline";
