@@ -4,7 +4,7 @@
  * parent prints marginlab's figures beside the PyTorch peer's and their ratio.
  */
 import { spawnSync } from "node:child_process";
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 
@@ -28,7 +28,12 @@ export interface Failure {
   error: string;
 }
 
-export type Result = Measurement | Failure;
+/** The 1-minute load average when a case's process started and when it ended (set by runWorker / runPeer). */
+export interface LoadDuring {
+  loadAverage?: { start: number; end: number };
+}
+
+export type Result = (Measurement | Failure) & LoadDuring;
 
 export function isFailure(r: Result): r is Failure {
   return (r as Failure).error !== undefined;
@@ -86,6 +91,7 @@ function parseLast(
 
 /** Runs `bench/<file>.ts --worker <case> <params>` in a fresh Node process. */
 export function runWorker(file: string, caseName: string, params: object, timeoutS = 1800): Result {
+  const start = os.loadavg()[0];
   const r = spawnSync(
     process.execPath,
     ["--require", "tsx/cjs", path.join(ROOT, "bench", file), "--worker", caseName, JSON.stringify(params)],
@@ -97,7 +103,8 @@ export function runWorker(file: string, caseName: string, params: object, timeou
       env: { ...process.env, TF_CPP_MIN_LOG_LEVEL: "2" },
     },
   );
-  return parseLast(caseName, "marginlab", r.status, r.stdout ?? "", r.stderr ?? (r.error ? String(r.error) : ""));
+  const out = parseLast(caseName, "marginlab", r.status, r.stdout ?? "", r.stderr ?? (r.error ? String(r.error) : ""));
+  return { ...out, loadAverage: { start, end: os.loadavg()[0] } };
 }
 
 /** Runs a PyTorch peer script from bench/peers with .venv-peers/bin/python. */
@@ -105,13 +112,15 @@ export function runPeer(script: string, name: string, args: string[], timeoutS =
   if (!existsSync(PEER_PYTHON)) {
     return { name, impl: "pytorch", error: `${PEER_PYTHON} not found: run \`npm run setup:peers\`` };
   }
+  const start = os.loadavg()[0];
   const r = spawnSync(PEER_PYTHON, [path.join(ROOT, "bench", "peers", script), ...args], {
     cwd: path.join(ROOT, "bench", "peers"),
     encoding: "utf8",
     timeout: timeoutS * 1000,
     maxBuffer: 64 * 1024 * 1024,
   });
-  return parseLast(name, "pytorch", r.status, r.stdout ?? "", r.stderr ?? (r.error ? String(r.error) : ""));
+  const out = parseLast(name, "pytorch", r.status, r.stdout ?? "", r.stderr ?? (r.error ? String(r.error) : ""));
+  return { ...out, loadAverage: { start, end: os.loadavg()[0] } };
 }
 
 function fmtMs(ms: number): string {
@@ -122,8 +131,12 @@ function fmtMB(mb: number): string {
   return mb >= 1024 ? `${(mb / 1024).toFixed(2)} GB` : `${mb.toFixed(0)} MB`;
 }
 
-/** One line per result; `vs` pairs a marginlab row with its PyTorch peer (speed ratio = peer time / ours). */
-export function printRows(title: string, rows: Result[], pairs: [Result, Result][] = []): void {
+/**
+ * One line per result; `vs` pairs a marginlab row with its PyTorch peer (speed ratio = peer time / ours).
+ * The rows are also recorded for writeResults, their medianMs in `unit` ("ms/step", or what one timed run is).
+ */
+export function printRows(title: string, rows: Result[], pairs: [Result, Result][] = [], unit = "ms/step"): void {
+  recordRows(title, rows, pairs, unit);
   console.log(`\n${title}`);
   for (const r of rows) {
     if (isFailure(r)) console.log(`  ${r.impl.padEnd(9)} ${r.name.padEnd(52)} FAILED: ${r.error}`);
@@ -138,14 +151,139 @@ export function printRows(title: string, rows: Result[], pairs: [Result, Result]
   }
 }
 
+/** The machine, without the load: "<cores> x <CPU model>, <memory> GiB RAM". */
+export function machineName(): string {
+  return `${os.cpus().length} x ${os.cpus()[0]?.model ?? "unknown CPU"}, ${(os.totalmem() / 2 ** 30).toFixed(1)} GiB RAM`;
+}
+
 /** The conditions the figures were taken under (shared machines: the load matters). */
 export function machineLine(): string {
-  const cpu = os.cpus()[0]?.model ?? "unknown CPU";
   const load = os
     .loadavg()
     .map((l) => l.toFixed(2))
     .join(" ");
-  return `${os.cpus().length} x ${cpu}, ${(os.totalmem() / 2 ** 30).toFixed(1)} GiB RAM, load average ${load}`;
+  return `${machineName()}, load average ${load}`;
+}
+
+/**
+ * One row of a results file (results/bench/<bench>-<date>.json): a measured case, with its peer when
+ * one ran, and the conditions. scripts/results-table.ts renders the README's and docs' tables from them.
+ */
+export interface ResultRow {
+  /** The case, e.g. "train step: iResNet [1,1,1,1] ... B=64 / marginlab". Unique within a bench. */
+  case: string;
+  /** What `value` counts: "ms/step" for timed steps (lower is better), or a rate such as "points/s". */
+  unit: string;
+  value: number;
+  peer?: { name: string; value: number };
+  /** How many times faster than the peer: peer time / ours (for rates, ours / peer). */
+  ratio?: number;
+  /** Further figures, e.g. { peakRssMB, imagesPerSecond }. */
+  figures?: Record<string, number>;
+  /** ISO time the row was measured. */
+  date: string;
+  /** machineName(): cores, CPU model, memory. */
+  machine: string;
+  /** 1-minute load average when the case started and ended (its peer's run included). */
+  load: { start: number; end: number };
+  /** The command line that measured it. */
+  command?: string;
+}
+
+export interface ResultsFile {
+  bench: string;
+  /** The command line of the latest run that wrote the file (each row has its own). */
+  command: string;
+  rows: ResultRow[];
+}
+
+/** Where results files go: results/bench/ in the project (committed), or MARGINLAB_RESULTS_DIR. */
+export function resultsDir(): string {
+  return process.env.MARGINLAB_RESULTS_DIR ?? path.join(ROOT, "results", "bench");
+}
+
+const recorded: ResultRow[] = [];
+/** The load when this process started benchmarking: the default start of rows given to writeResults directly. */
+const loadAtStart = os.loadavg()[0];
+
+function loadOf(...rs: Result[]): { start: number; end: number } {
+  const now = os.loadavg()[0];
+  return { start: rs[0]?.loadAverage?.start ?? now, end: rs[rs.length - 1]?.loadAverage?.end ?? now };
+}
+
+function figuresOf(r: Measurement): Record<string, number> {
+  const out: Record<string, number> = { peakRssMB: r.peakRssMB };
+  for (const [k, v] of Object.entries(r))
+    if (typeof v === "number" && Number.isFinite(v) && k !== "medianMs" && k !== "peakRssMB") out[k] = v;
+  return out;
+}
+
+/** Turns printed rows into ResultRows: each pair becomes one row with its peer, other measurements rows of their own. */
+function recordRows(title: string, rows: Result[], pairs: [Result, Result][], unit: string): void {
+  const paired = new Set<Result>();
+  const date = new Date().toISOString();
+  const base = { date, machine: machineName(), unit };
+  for (const [ours, peer] of pairs) {
+    if (isFailure(ours) || isFailure(peer)) continue;
+    paired.add(ours).add(peer);
+    recorded.push({
+      ...base,
+      case: `${title} / ${ours.name}`,
+      value: ours.medianMs,
+      peer: { name: peer.name, value: peer.medianMs },
+      ratio: peer.medianMs / ours.medianMs,
+      figures: figuresOf(ours),
+      load: loadOf(ours, peer),
+    });
+  }
+  for (const r of rows) {
+    if (isFailure(r) || paired.has(r)) continue;
+    recorded.push({
+      ...base,
+      case: `${title} / ${r.impl === "pytorch" ? "" : "marginlab "}${r.name}`,
+      value: r.medianMs,
+      figures: figuresOf(r),
+      load: loadOf(r),
+    });
+  }
+}
+
+/**
+ * Writes the rows this process printed (printRows) plus `extra` rows (load by default: from this
+ * process's start to now) to results/bench/<bench>-<YYYY-MM-DD>.json.
+ * A file of the same day is merged: rows of the same case are replaced, others kept. Written to a
+ * temporary file and renamed, so a reader never sees half a file. Returns the path.
+ */
+export function writeResults(
+  bench: string,
+  extra: (Omit<ResultRow, "date" | "machine" | "load"> & Partial<Pick<ResultRow, "load">>)[] = [],
+): string {
+  const date = new Date().toISOString();
+  const load = { start: loadAtStart, end: os.loadavg()[0] };
+  const command = ["node", path.relative(ROOT, process.argv[1] ?? ""), ...process.argv.slice(2)].join(" ");
+  const rows = [...recorded, ...extra.map((r) => ({ load, ...r, date, machine: machineName() }))].map((r) => ({
+    ...r,
+    command,
+  }));
+  const dir = resultsDir();
+  mkdirSync(dir, { recursive: true });
+  const file = path.join(dir, `${bench}-${date.slice(0, 10)}.json`);
+  let kept: ResultRow[] = [];
+  if (existsSync(file)) {
+    const old = JSON.parse(readFileSync(file, "utf8")) as ResultsFile;
+    const replaced = new Set(rows.map((r) => r.case));
+    kept = old.rows.filter((r) => !replaced.has(r.case));
+  }
+  const content: ResultsFile = {
+    bench,
+    command,
+    rows: [...kept, ...rows],
+  };
+  const tmp = `${file}.${process.pid}.tmp`;
+  writeFileSync(tmp, `${JSON.stringify(content, null, 2)}\n`);
+  renameSync(tmp, file);
+  recorded.length = 0;
+  return file;
 }
 
 /** --key value / --flag options. */
@@ -177,4 +315,105 @@ export function workerArgs(): { caseName: string; params: Record<string, number 
   const i = process.argv.indexOf("--worker");
   if (i < 0) return null;
   return { caseName: process.argv[i + 1], params: JSON.parse(process.argv[i + 2] ?? "{}") };
+}
+
+/** Per-op figures of one stretch of work (a training step), from the native backend's own op calls. */
+export interface OpProfile {
+  /** Wall time of the stretch, ms. */
+  wallMs: number;
+  /** TensorFlow ops run by the native backend: count and summed wall time by op name. */
+  nativeOps: { op: string; count: number; ms: number }[];
+  /** tfjs kernels (tf.profile's names; kernels called inside custom gradients are counted too). */
+  tfjsKernels: { kernel: string; count: number }[];
+  /** Host round trips: tensors read back to JavaScript (dataSync, arraySync, data, array). */
+  downloads: number;
+  /** Tensors created from JavaScript values (batches, constants) and copied into TensorFlow. */
+  uploads: number;
+}
+
+/**
+ * Counts and times every TensorFlow op the native backend runs between start() and stop(): the
+ * binding's executeOp is the one door every tfjs-node kernel (and every op called by name) goes
+ * through, and tensorDataSync / createTensor the doors for host round trips. tfjs kernel names come
+ * from tf.profile running over the same stretch.
+ */
+export function opProbe(tf: typeof import("@tensorflow/tfjs-node")) {
+  // biome-ignore lint/suspicious/noExplicitAny: the native binding is not in tfjs' public types
+  const backend = tf.backend() as any as { binding: Record<string, (...a: unknown[]) => unknown> };
+  // the addon's exports are read-only: the backend gets a stand-in whose prototype is the real binding
+  const binding = backend.binding;
+  const probed = Object.create(binding) as typeof binding;
+  const override = (name: string, f: (...a: unknown[]) => unknown) =>
+    Object.defineProperty(probed, name, { value: f, configurable: true });
+  const ops = new Map<string, { count: number; ms: number }>();
+  let downloads = 0;
+  let uploads = 0;
+  let t0 = 0;
+  let profile: Promise<{ kernels: { name: string }[] }> | undefined;
+  let finish: (() => void) | undefined;
+  return {
+    start(): void {
+      ops.clear();
+      downloads = 0;
+      uploads = 0;
+      override("executeOp", (...a: unknown[]) => {
+        const s = performance.now();
+        const out = binding.executeOp(...a);
+        const e = ops.get(a[0] as string) ?? { count: 0, ms: 0 };
+        e.count++;
+        e.ms += performance.now() - s;
+        ops.set(a[0] as string, e);
+        return out;
+      });
+      override("tensorDataSync", (...a: unknown[]) => {
+        downloads++;
+        return binding.tensorDataSync(...a);
+      });
+      override("createTensor", (...a: unknown[]) => {
+        uploads++;
+        return binding.createTensor(...a);
+      });
+      backend.binding = probed;
+      // tf.profile turns kernel recording on synchronously and keeps it on until the promise settles
+      const stretch = new Promise<number>((resolve) => {
+        finish = () => resolve(0);
+      });
+      profile = tf.profile(() => stretch) as never;
+      t0 = performance.now();
+    },
+    async stop(): Promise<OpProfile> {
+      const wallMs = performance.now() - t0;
+      backend.binding = binding;
+      finish?.();
+      const info = await profile!;
+      const kernels = new Map<string, number>();
+      for (const k of info.kernels) kernels.set(k.name, (kernels.get(k.name) ?? 0) + 1);
+      return {
+        wallMs,
+        nativeOps: [...ops].map(([op, v]) => ({ op, ...v })).sort((a, b) => b.ms - a.ms),
+        tfjsKernels: [...kernels].map(([kernel, count]) => ({ kernel, count })).sort((a, b) => b.count - a.count),
+        downloads,
+        uploads,
+      };
+    },
+  };
+}
+
+/** The profile as a table: native ops by time, then the tfjs kernel counts and round trips. */
+export function printProfile(title: string, p: OpProfile, top = 25): void {
+  const nativeMs = p.nativeOps.reduce((a, o) => a + o.ms, 0);
+  const calls = p.nativeOps.reduce((a, o) => a + o.count, 0);
+  console.log(`\n${title}`);
+  console.log(
+    `  step wall ${p.wallMs.toFixed(1)} ms; native ops ${calls} calls, ${nativeMs.toFixed(1)} ms; outside ops (JavaScript, tape, data) ${(p.wallMs - nativeMs).toFixed(1)} ms`,
+  );
+  console.log(`  host round trips: ${p.downloads} reads to JavaScript, ${p.uploads} tensors copied in`);
+  console.log(`  ${"TensorFlow op".padEnd(34)} ${"calls".padStart(6)} ${"ms".padStart(8)} ${"ms/call".padStart(8)}`);
+  for (const o of p.nativeOps.slice(0, top))
+    console.log(
+      `  ${o.op.padEnd(34)} ${String(o.count).padStart(6)} ${o.ms.toFixed(2).padStart(8)} ${(o.ms / o.count).toFixed(3).padStart(8)}`,
+    );
+  if (p.nativeOps.length > top) console.log(`  ... ${p.nativeOps.length - top} more ops`);
+  const kernels = p.tfjsKernels.reduce((a, k) => a + k.count, 0);
+  console.log(`  tfjs kernels (${kernels} calls): ${p.tfjsKernels.map((k) => `${k.kernel} ${k.count}`).join(", ")}`);
 }

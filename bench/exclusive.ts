@@ -18,6 +18,7 @@ import {
   runWorker,
   timeSteps,
   workerArgs,
+  writeResults,
 } from "./common";
 
 interface Params {
@@ -81,6 +82,7 @@ export async function run(args: string[]): Promise<number> {
     if (mine) pairs.push([mine, peer]);
   }
   printRows("exclusive regularization (one evaluation = value + gradient)", rows, pairs);
+  console.log(`\nresults: ${writeResults("exclusive")}`);
   return 0;
 }
 

@@ -26,6 +26,7 @@ import {
   runWorker,
   timeSteps,
   workerArgs,
+  writeResults,
 } from "./common";
 
 interface Params {
@@ -100,6 +101,7 @@ export async function run(args: string[]): Promise<number> {
       for (const theirs of [peer, lean]) if (ours && theirs) pairs.push([ours, theirs]);
     printRows(`C = ${c}`, rows, pairs);
   }
+  console.log(`\nresults: ${writeResults("heads")}`);
   return 0;
 }
 

@@ -26,6 +26,7 @@ import {
   runWorker,
   timeSteps,
   workerArgs,
+  writeResults,
 } from "./common";
 
 interface Params {
@@ -159,6 +160,7 @@ export async function run(args: string[]): Promise<number> {
   });
   const [a, c] = [ms(sampled), ms(dense)];
   if (a && c) console.log(`  r=${rate} at C=${big}: ${(a / c).toFixed(2)}x the time of r=1 at C=${full}`);
+  console.log(`\nresults: ${writeResults("pfc")}`);
   return 0;
 }
 

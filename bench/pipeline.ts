@@ -2,10 +2,14 @@
  * `node --require tsx/cjs bench/pipeline.ts [train|render|decode|all] [options]`: the training
  * pipeline's speed, each case in its own process.
  *
- * - train: images/s of one training step (forward, backward, gradient clipping, SGD momentum update)
+ * - train (`--backbones iresnet-small,lenet++,...` picks cases; PyTorch peers exist for the iResNets
+ *   and LeNet++): images/s of one training step (forward, backward, gradient clipping, SGD momentum update)
  *   of an iResNet backbone + ArcFace head (s=64, m=0.5) through src/train's trainer, beside the same
  *   network in PyTorch (bench/peers/pipeline_resnet.py, .venv-peers). Default: the 2-core size
  *   (iResNet [1,1,1,1] x [16,32,64,128], 32x32x1, B=64, C=1000); `--full` adds iResNet-18 at 112x112x3, B=16.
+ * - profile: one training step of each backbone case (`--backbones iresnet-small,lenet++,lenet-small,
+ *   mobilefacenet-small`, the default), per TensorFlow op: calls and wall time, the tfjs kernels and
+ *   their counts, and the host round trips (reads to JavaScript, tensors copied in) inside the step.
  * - render: synthetic identities rendered per second (SVG -> sharp raster + degradation), 32x32 and 112x112.
  * - decode: JPEG images decoded per second by sharp (112x112 RGB), and batches assembled per second
  *   by the pipeline (crop/flip/normalise) from in-memory images.
@@ -22,16 +26,24 @@ import { train } from "../src/train/trainer";
 import {
   emit,
   intOption,
+  isFailure,
   machineLine,
+  type OpProfile,
+  opProbe,
   parseArgs,
+  printProfile,
   printRows,
   type Result,
   runPeer,
   runWorker,
   workerArgs,
+  writeResults,
 } from "./common";
 
 interface TrainParams {
+  /** "iresnet" (with layers and widths) or a backbone name of src/backbones ("lenet++", "mobilefacenet-small", ...). */
+  backbone: string;
+  /** LeNet++'s widths as "8,16,32" for the ablations' lenet-small; "" for the default. */
   layers: string;
   widths: string;
   size: number;
@@ -41,6 +53,22 @@ interface TrainParams {
   batch: number;
   warmup: number;
   repeats: number;
+  /** Probe the first step after warm-up (op counts and times, round trips) and emit it with the result. */
+  profile?: boolean;
+}
+
+function benchBackbone(p: TrainParams) {
+  const inputShape = [p.size, p.size, p.channels] as const;
+  const list = (s: string) => (s ? s.split(",").map(Number) : undefined);
+  if (p.backbone === "iresnet")
+    return createBackbone({
+      name: "iresnet",
+      layers: list(p.layers),
+      widths: list(p.widths),
+      inputShape,
+      embeddingDim: p.emb,
+    });
+  return createBackbone({ name: p.backbone, widths: list(p.widths), inputShape, embeddingDim: p.emb });
 }
 
 /** A dataset of one constant random image repeated (InsightFace's "synthetic" loader): compute only. */
@@ -60,13 +88,9 @@ function constantData(p: TrainParams): Dataset {
 }
 
 async function trainWorker(p: TrainParams): Promise<void> {
-  const backbone = createBackbone({
-    name: "iresnet",
-    layers: p.layers.split(",").map(Number),
-    widths: p.widths.split(",").map(Number),
-    inputShape: [p.size, p.size, p.channels],
-    embeddingDim: p.emb,
-  });
+  const backbone = benchBackbone(p);
+  const probe = p.profile ? opProbe(tf) : undefined;
+  let profile: Promise<OpProfile> | undefined;
   const head = new ArcFace({ numClasses: p.classes, embeddingDim: p.emb, s: 64, m: 0.5, validateLabels: false });
   const times: number[] = [];
   let last = 0;
@@ -88,7 +112,9 @@ async function trainWorker(p: TrainParams): Promise<void> {
           const now = performance.now();
           if (m.step > p.warmup) times.push(now - last);
           if (m.step === p.warmup) cpu0 = process.cpuUsage();
-          last = now;
+          if (probe && m.step === p.warmup + 1) profile = probe.stop();
+          last = performance.now();
+          if (probe && m.step === p.warmup) probe.start();
         },
       },
     ],
@@ -103,6 +129,7 @@ async function trainWorker(p: TrainParams): Promise<void> {
     backboneParams: backbone.parameterCount(),
     batch: p.batch,
     tensorflow: tf.version.tfjs,
+    ...(profile ? { profile: await profile } : {}),
   });
 }
 
@@ -165,6 +192,61 @@ async function decodeWorker(p: { count: number }): Promise<void> {
   });
 }
 
+/** What the 2-core cases share: B=64, ArcFace over 1000 classes, 2 warm-up steps. */
+const SMALL = { layers: "", widths: "", classes: 1000, batch: 64, warmup: 2, repeats: 7, quickRepeats: 3 };
+
+/** The training-step cases: the bench's two iResNet sizes and the backbones the ablations train. */
+const CASES: Record<string, Omit<TrainParams, "repeats"> & { repeats: number; quickRepeats: number }> = {
+  "iresnet-small": {
+    ...SMALL,
+    backbone: "iresnet",
+    layers: "1,1,1,1",
+    widths: "16,32,64,128",
+    size: 32,
+    channels: 1,
+    emb: 64,
+  },
+  iresnet18: {
+    ...SMALL,
+    backbone: "iresnet",
+    layers: "2,2,2,2",
+    widths: "64,128,256,512",
+    size: 112,
+    channels: 3,
+    emb: 512,
+    batch: 16,
+    warmup: 1,
+    repeats: 3,
+    quickRepeats: 2,
+  },
+  // the ablations' LeNet++ at MNIST size, 2-D features over 10 classes
+  "lenet++": { ...SMALL, backbone: "lenet++", size: 28, channels: 1, emb: 2, classes: 10 },
+  "lenet-small": { ...SMALL, backbone: "lenet++", widths: "8,16,32", size: 28, channels: 1, emb: 2, classes: 10 },
+  "mobilefacenet-small": { ...SMALL, backbone: "mobilefacenet-small", size: 32, channels: 1, emb: 64 },
+};
+
+/** The cases named by --backbones a,b,c, or the defaults. */
+function caseNames(option: string | boolean | undefined, defaults: string[]): string[] {
+  const names = typeof option === "string" ? option.split(",") : defaults;
+  for (const name of names)
+    if (!CASES[name])
+      throw new Error(`--backbones: "${name}" is not a case; allowed are ${Object.keys(CASES).join(", ")}`);
+  return names;
+}
+
+function trainCase(name: string, repeats: number): TrainParams {
+  const { quickRepeats: _q, ...p } = CASES[name];
+  return { ...p, repeats };
+}
+
+function caseTitle(p: TrainParams): string {
+  const net =
+    p.backbone === "iresnet"
+      ? `iResNet [${p.layers}] x [${p.widths}]`
+      : `${p.backbone}${p.widths ? ` [${p.widths}]` : ""}`;
+  return `train step: ${net} at ${p.size}x${p.size}x${p.channels}, ArcFace C=${p.classes}, B=${p.batch}`;
+}
+
 function line(r: Result, what = "images/s"): void {
   if ("error" in r) return;
   const rate = r.imagesPerSecond as number;
@@ -178,39 +260,25 @@ export async function run(args: string[]): Promise<number> {
   const quick = o.quick === true;
   console.log(`bench pipeline (${which}); machine: ${machineLine()}`);
   if (which === "train" || which === "all") {
-    const sizes: TrainParams[] = [
-      {
-        layers: "1,1,1,1",
-        widths: "16,32,64,128",
-        size: 32,
-        channels: 1,
-        emb: 64,
-        classes: 1000,
-        batch: 64,
-        warmup: 2,
-        repeats: intOption(o, "repeats", quick ? 3 : 7),
-      },
-    ];
-    if (o.full)
-      sizes.push({
-        layers: "2,2,2,2",
-        widths: "64,128,256,512",
-        size: 112,
-        channels: 3,
-        emb: 512,
-        classes: 1000,
-        batch: 16,
-        warmup: 1,
-        repeats: intOption(o, "repeats", quick ? 2 : 3),
-      });
-    for (const p of sizes) {
-      const title = `train step: iResNet [${p.layers}] x [${p.widths}] at ${p.size}x${p.size}x${p.channels}, ArcFace C=${p.classes}, B=${p.batch}`;
+    const names = caseNames(o.backbones, ["iresnet-small", ...(o.full ? ["iresnet18"] : [])]);
+    for (const name of names) {
+      const p = trainCase(name, intOption(o, "repeats", quick ? CASES[name].quickRepeats : CASES[name].repeats));
       const ours = runWorker("pipeline.ts", "train", p);
       const peerArgs = Object.entries(p).flatMap(([k, v]) => [`--${k}`, String(v)]);
-      const peer = o["no-peer"] ? null : runPeer("pipeline_resnet.py", "pytorch", peerArgs);
+      const hasPeer = p.backbone === "iresnet" || p.backbone === "lenet++";
+      const peer = o["no-peer"] || !hasPeer ? null : runPeer("pipeline_resnet.py", "pytorch", peerArgs);
       const rows = [ours, ...(peer ? [peer] : [])];
-      printRows(title, rows, peer ? [[ours, peer]] : []);
+      printRows(caseTitle(p), rows, peer ? [[ours, peer]] : []);
       for (const r of rows) line(r);
+    }
+  }
+  if (which === "profile") {
+    const names = caseNames(o.backbones, ["iresnet-small", "lenet++", "lenet-small", "mobilefacenet-small"]);
+    for (const name of names) {
+      const p = { ...trainCase(name, 1), profile: true };
+      const r = runWorker("pipeline.ts", "train", p);
+      if (isFailure(r)) printRows(caseTitle(p), [r]);
+      else printProfile(`one training step, ${caseTitle(p)}`, r.profile as OpProfile, intOption(o, "top", 25));
     }
   }
   if (which === "render" || which === "all") {
@@ -218,18 +286,19 @@ export async function run(args: string[]): Promise<number> {
       runWorker("pipeline.ts", "render", { size: 32, count: quick ? 200 : 2000 }),
       runWorker("pipeline.ts", "render", { size: 112, count: quick ? 100 : 500 }),
     ];
-    printRows("synthetic rendering (sharp, 4 in flight)", rows);
+    printRows("synthetic rendering (sharp, 4 in flight)", rows, [], "ms per run");
     for (const r of rows) line(r);
   }
   if (which === "decode" || which === "all") {
     const r = runWorker("pipeline.ts", "decode", { count: quick ? 200 : 2000 });
-    printRows("decoding", [r]);
+    printRows("decoding", [r], [], "ms per run");
     line(r);
     if (!("error" in r))
       console.log(
         `  marginlab pipeline batches (flip, crop, normalise) from memory ${(r.pipelineImagesPerSecond as number).toFixed(1)} images/s`,
       );
   }
+  if (which !== "profile") console.log(`\nresults: ${writeResults("pipeline")}`);
   return 0;
 }
 

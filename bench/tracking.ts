@@ -15,6 +15,7 @@ import { type Metric, MlflowClient } from "../src/tracking/client";
 import { startRun } from "../src/tracking/run";
 import { startMlflowServer } from "../src/tracking/server";
 import { removeTempDirs, tempDir } from "../test/tracking-helpers";
+import { writeResults } from "./common";
 
 function arg(name: string, fallback: number): number {
   const i = process.argv.indexOf(`--${name}`);
@@ -127,6 +128,20 @@ async function main() {
         .padStart(11)}`,
     );
   }
+  const [peerName, peer] = rows[0];
+  console.log(
+    `results: ${writeResults(
+      "tracking",
+      rows.slice(1).map(([name, r]) => ({
+        case: `${keys * steps} metric points to a local MLflow server / ${name}`,
+        unit: "s",
+        value: r.seconds,
+        peer: { name: peerName, value: peer.seconds },
+        ratio: peer.seconds / r.seconds,
+        figures: { requests: r.requests, points: r.points, pointsPerSecond: r.points / r.seconds },
+      })),
+    )}`,
+  );
 }
 
 main().catch((error) => {

@@ -169,7 +169,7 @@ test("RecordIO: corrupt magic and truncation name the file and offset; skip mode
   await recordIODataset({ path: dir }).then(
     () => assert.unreachable("should throw"),
     (e: Error) => {
-      assert.match(e.message, `${prefix}.rec: bad magic 0xdeadbeef`);
+      assert.match(e.message, `${prefix}.rec: record key 2: bad magic 0xdeadbeef`);
       assert.match(e.message, `at byte offset ${idx[2]}`);
     },
   );
@@ -184,7 +184,8 @@ test("RecordIO: corrupt magic and truncation name the file and offset; skip mode
   writeFileSync(`${prefix}.rec`, rec.subarray(0, idx[5] + 20));
   await recordIODataset({ path: dir }).then(
     () => assert.unreachable("should throw"),
-    (e: Error) => assert.match(e.message, new RegExp(`train\\.rec: truncated record .* at byte offset ${idx[5]}`)),
+    (e: Error) =>
+      assert.match(e.message, new RegExp(`train\\.rec: record key 5: truncated record .* at byte offset ${idx[5]}`)),
   );
   const ds2 = await recordIODataset({ path: dir, onCorrupt: "skip" });
   assert.is(ds2.size, 5);

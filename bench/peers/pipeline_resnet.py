@@ -73,6 +73,25 @@ class IResNet(nn.Module):
         return self.features(self.fc(x))
 
 
+class LeNetPP(nn.Module):
+    """LeNet++ (Wen et al. 2016) as src/backbones/lenet.ts: per stage two 5x5 "same" convs + PReLU(C), 2x2 max-pool; linear."""
+
+    def __init__(self, widths, in_ch, size, emb):
+        super().__init__()
+        layers = []
+        c = in_ch
+        for w in widths:
+            layers += [nn.Conv2d(c, w, 5, 1, 2), nn.PReLU(w), nn.Conv2d(w, w, 5, 1, 2), nn.PReLU(w)]
+            layers.append(nn.MaxPool2d(2, 2, ceil_mode=True))
+            c = w
+            size = (size + 1) // 2
+        self.features = nn.Sequential(*layers)
+        self.fc = nn.Linear(c * size * size, emb)
+
+    def forward(self, x):
+        return self.fc(torch.flatten(self.features(x), 1))
+
+
 class ArcFaceHead(nn.Module):
     """insightface CombinedMarginLoss(s=64, m1=1, m2=0.5, m3=0) on cos = linear(normalize(x), normalize(W))."""
 
@@ -95,6 +114,7 @@ class ArcFaceHead(nn.Module):
 
 def main():
     p = argparse.ArgumentParser()
+    p.add_argument("--backbone", default="iresnet", choices=["iresnet", "lenet++"])
     p.add_argument("--layers", default="1,1,1,1")
     p.add_argument("--widths", default="16,32,64,128")
     p.add_argument("--size", type=int, default=32)
@@ -107,9 +127,13 @@ def main():
     p.add_argument("--name", default="pytorch")
     a = p.parse_args()
     torch.manual_seed(0)
-    layers = [int(v) for v in a.layers.split(",")]
-    widths = [int(v) for v in a.widths.split(",")]
-    net = IResNet(layers, widths, a.channels, a.size, a.emb)
+    if a.backbone == "iresnet":
+        layers = [int(v) for v in a.layers.split(",")]
+        widths = [int(v) for v in a.widths.split(",")]
+        net = IResNet(layers, widths, a.channels, a.size, a.emb)
+    else:
+        widths = [int(v) for v in a.widths.split(",")] if a.widths else [32, 64, 128]
+        net = LeNetPP(widths, a.channels, a.size, a.emb)
     head = ArcFaceHead(a.classes, a.emb)
     opt = torch.optim.SGD(list(net.parameters()) + list(head.parameters()), lr=0.01, momentum=0.9, weight_decay=5e-4)
     x = torch.randn(a.batch, a.channels, a.size, a.size)

@@ -3,43 +3,33 @@
  * differentiates its formula op by op (about 20 full-size elementwise kernels per layer in the
  * backward pass; it dominated the training step of the small backbones). Here training mode runs
  * TensorFlow's fused kernels FusedBatchNormV3 / FusedBatchNormGradV3 through the native backend's
- * generic op call (about 10x faster per layer), and falls back to the closed form
- * dx = gamma * rstd * (dy - mean(dy) - xhat * mean(dy * xhat)) where that call is not available.
+ * generic op call (about 10x faster per layer); the forward kernel also updates the running
+ * statistics, and inference runs FusedBatchNormV3 too (one op instead of six). Where that call is not
+ * available (or with `fused: false`, the reference the tests check the kernels against) it falls back
+ * to the closed form dx = gamma * rstd * (dy - mean(dy) - xhat * mean(dy * xhat)).
  * PyTorch's conventions: eps 1e-5, momentum 0.1 on the running statistics, unbiased running variance.
  */
 import { tf } from "../backend";
-
-interface NativeBackend {
-  binding: {
-    TF_ATTR_TYPE: number;
-    TF_ATTR_FLOAT: number;
-    TF_ATTR_STRING: number;
-    TF_ATTR_BOOL: number;
-    TF_FLOAT: number;
-  };
-  executeMultipleOutputs(name: string, attrs: unknown[], inputs: Tensor[], numOutputs: number): Tensor[];
-}
-
-/** The native backend when it can run arbitrary TensorFlow ops (tfjs-node and tfjs-node-gpu), else undefined. */
-function nativeBackend(): NativeBackend | undefined {
-  const be = tf.backend() as unknown as Partial<NativeBackend>;
-  return tf.getBackend() === "tensorflow" && typeof be.executeMultipleOutputs === "function" && be.binding
-    ? (be as NativeBackend)
-    : undefined;
-}
+import { floatAttr, type NativeBackend, nativeBackend } from "./native";
 
 let fusedWorks: boolean | undefined;
 
-function fusedAttrs(be: NativeBackend, epsilon: number, forward: boolean) {
+/**
+ * FusedBatchNormV3 / FusedBatchNormGradV3 attributes. In training mode with `averageFactor` < 1 the
+ * forward kernel also returns the updated running statistics, (1 - f) * running + f * batch (the
+ * variance with Bessel's correction), so the running averages cost no extra ops.
+ */
+function fusedAttrs(be: NativeBackend, epsilon: number, training: boolean, averageFactor?: number) {
   const b = be.binding;
   const attrs: { name: string; type: number; value: unknown }[] = [
-    { name: "T", type: b.TF_ATTR_TYPE, value: b.TF_FLOAT },
-    { name: "U", type: b.TF_ATTR_TYPE, value: b.TF_FLOAT },
+    floatAttr(be, "T"),
+    floatAttr(be, "U"),
     { name: "epsilon", type: b.TF_ATTR_FLOAT, value: epsilon },
     { name: "data_format", type: b.TF_ATTR_STRING, value: "NHWC" },
-    { name: "is_training", type: b.TF_ATTR_BOOL, value: true },
+    { name: "is_training", type: b.TF_ATTR_BOOL, value: training },
   ];
-  if (forward) attrs.push({ name: "exponential_avg_factor", type: b.TF_ATTR_FLOAT, value: 1 });
+  if (averageFactor !== undefined)
+    attrs.push({ name: "exponential_avg_factor", type: b.TF_ATTR_FLOAT, value: averageFactor });
   return attrs;
 }
 
@@ -98,38 +88,41 @@ export class BatchNorm extends tf.layers.Layer {
   // biome-ignore lint/suspicious/noExplicitAny: tfjs' Layer.call signature uses Kwargs = {[key: string]: any}.
   override call(inputs: Tensor | Tensor[], kwargs: any): Tensor {
     const x = Array.isArray(inputs) ? inputs[0] : inputs;
-    const gamma = this.gamma.read();
-    const beta = this.beta.read();
-    if (!kwargs?.training) {
-      return tf.tidy(() =>
-        tf.add(
-          tf.mul(
-            tf.sub(x, this.movingMean.read()),
-            tf.mul(tf.rsqrt(tf.add(this.movingVariance.read(), this.epsilon)), gamma),
-          ),
-          beta,
-        ),
-      );
-    }
-    const axes = Array.from({ length: x.rank - 1 }, (_, i) => i);
-    const n = x.size / x.shape[x.rank - 1];
-    const eps = this.epsilon;
-    let batchMean: Tensor | undefined;
-    let batchVar: Tensor | undefined;
+    const training = !!kwargs?.training;
     const be = !this.useFused || fusedWorks === false || x.dtype !== "float32" ? undefined : nativeBackend();
     if (be) {
       try {
-        const y = this.fused(be, x, gamma, beta, (m, v) => {
-          batchMean = m;
-          batchVar = v;
-        });
+        const y = this.fused(be, x, training);
         fusedWorks = true;
-        return this.updateRunning(y, batchMean!, batchVar!, n, true);
+        return y;
       } catch (e) {
         if (fusedWorks) throw e;
         fusedWorks = false; // the op call is not available here: use the closed form from now on
       }
     }
+    return training ? this.closedFormTraining(x) : this.closedFormInference(x);
+  }
+
+  /** Inference with the running statistics, op by op. */
+  private closedFormInference(x: Tensor): Tensor {
+    return tf.tidy(() =>
+      tf.add(
+        tf.mul(
+          tf.sub(x, this.movingMean.read()),
+          tf.mul(tf.rsqrt(tf.add(this.movingVariance.read(), this.epsilon)), this.gamma.read()),
+        ),
+        this.beta.read(),
+      ),
+    );
+  }
+
+  /** Training mode in closed form (the reference the fused kernels are tested against). */
+  private closedFormTraining(x: Tensor): Tensor {
+    const axes = Array.from({ length: x.rank - 1 }, (_, i) => i);
+    const n = x.size / x.shape[x.rank - 1];
+    const eps = this.epsilon;
+    let batchMean: Tensor | undefined;
+    let batchVar: Tensor | undefined;
     const f = tf.customGrad(((xi: Tensor, g: Tensor, b: Tensor, save: (t: Tensor[]) => void) => {
       const mean = tf.mean(xi, axes);
       const xc = tf.sub(xi, mean);
@@ -151,44 +144,40 @@ export class BatchNorm extends tf.layers.Layer {
         },
       };
     }) as unknown as Parameters<typeof tf.customGrad>[0]);
-    const y = f(x, gamma, beta);
-    return this.updateRunning(y, batchMean!, batchVar!, n, false);
-  }
-
-  /** Running statistics (not part of the gradient); `unbiased`: batchVar already has Bessel's correction. */
-  private updateRunning(y: Tensor, batchMean: Tensor, batchVar: Tensor, n: number, unbiased: boolean): Tensor {
+    const y = f(x, this.gamma.read(), this.beta.read());
     const m = this.momentum;
     tf.tidy(() => {
-      this.movingMean.write(tf.add(tf.mul(this.movingMean.read(), 1 - m), tf.mul(batchMean, m)));
-      const v = unbiased ? batchVar : tf.mul(batchVar, n / Math.max(1, n - 1));
+      this.movingMean.write(tf.add(tf.mul(this.movingMean.read(), 1 - m), tf.mul(batchMean!, m)));
+      const v = tf.mul(batchVar!, n / Math.max(1, n - 1));
       this.movingVariance.write(tf.add(tf.mul(this.movingVariance.read(), 1 - m), tf.mul(v, m)));
     });
-    batchMean.dispose();
-    batchVar.dispose();
+    batchMean!.dispose();
+    batchVar!.dispose();
     return y;
   }
 
-  /** Training-mode forward and backward with TensorFlow's fused kernels (inputs of rank 2 are viewed as [B, 1, 1, C]). */
-  private fused(
-    be: NativeBackend,
-    x: Tensor,
-    gamma: Tensor,
-    beta: Tensor,
-    stats: (mean: Tensor, variance: Tensor) => void,
-  ): Tensor {
+  /**
+   * Forward and backward as one TensorFlow kernel each (inputs of rank 2 are viewed as [B, 1, 1, C]).
+   * Training mode: batch statistics, and the kernel returns the updated running averages, which
+   * replace the layer's. Inference: the running statistics, and FusedBatchNormGradV3 with
+   * is_training = false differentiates it.
+   */
+  private fused(be: NativeBackend, x: Tensor, training: boolean): Tensor {
     const eps = this.epsilon;
     const shape = x.shape;
     const c = shape[shape.length - 1];
+    const mean = this.movingMean.read();
+    const variance = this.movingVariance.read();
+    let running: Tensor[] | undefined;
     const f = tf.customGrad(((xi: Tensor, g: Tensor, b: Tensor, save: (t: Tensor[]) => void) => {
       const x4 = xi.rank === 4 ? xi : tf.reshape(xi, [-1, 1, 1, c]);
-      const empty = tf.tensor1d([], "float32");
-      const [y, mean, variance, r1, r2, r3] = be.executeMultipleOutputs(
+      const [y, newMean, newVariance, r1, r2, r3] = be.executeMultipleOutputs(
         "FusedBatchNormV3",
-        fusedAttrs(be, eps, true),
-        [x4, g, b, empty, empty],
+        fusedAttrs(be, eps, training, training ? this.momentum : undefined),
+        [x4, g, b, mean, variance],
         6,
       );
-      stats(tf.keep(mean), tf.keep(variance));
+      if (training) running = [tf.keep(newMean), tf.keep(newVariance)];
       save([x4, g, r1, r2, r3]);
       return {
         value: xi.rank === 4 ? y : tf.reshape(y, shape),
@@ -198,7 +187,7 @@ export class BatchNorm extends tf.layers.Layer {
           const d4 = d.rank === 4 ? d : tf.reshape(d, xs.shape);
           const [dx, dg, db] = be.executeMultipleOutputs(
             "FusedBatchNormGradV3",
-            fusedAttrs(be, eps, false),
+            fusedAttrs(be, eps, training),
             [d4, xs, gs, s1, s2, s3],
             5,
           );
@@ -206,7 +195,13 @@ export class BatchNorm extends tf.layers.Layer {
         },
       };
     }) as unknown as Parameters<typeof tf.customGrad>[0]);
-    return f(x, gamma, beta);
+    const y = f(x, this.gamma.read(), this.beta.read());
+    if (running) {
+      this.movingMean.write(running[0]);
+      this.movingVariance.write(running[1]);
+      tf.dispose(running); // the variables now hold the data
+    }
+    return y;
   }
 
   override getConfig() {

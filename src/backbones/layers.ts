@@ -2,6 +2,8 @@
 import { tf } from "../backend";
 import type { Init } from "./backbone";
 import { BatchNorm } from "./batchnorm";
+import { Conv2D } from "./conv";
+import { PReLU } from "./prelu";
 
 export type SymbolicTensor = import("@tensorflow/tfjs-node").SymbolicTensor;
 
@@ -10,15 +12,12 @@ export function bn(x: SymbolicTensor, opts: { scale?: boolean; epsilon?: number 
   return new BatchNorm({ epsilon: opts.epsilon, scale: opts.scale }).apply(x) as SymbolicTensor;
 }
 
-/** PReLU with one slope per channel (PyTorch nn.PReLU(channels)), initialised at 0.25. */
+/** PReLU with one slope per channel (PyTorch nn.PReLU(channels)), initialised at 0.25, with a short gradient (prelu.ts). */
 export function prelu(x: SymbolicTensor): SymbolicTensor {
-  const rank = x.shape.length;
-  const sharedAxes = rank === 4 ? [1, 2] : undefined;
-  return tf.layers
-    .prelu({ alphaInitializer: tf.initializers.constant({ value: 0.25 }), sharedAxes })
-    .apply(x) as SymbolicTensor;
+  return new PReLU(0.25).apply(x) as SymbolicTensor;
 }
 
+/** Convolution without bias, He-normal initialised, with a lazy input gradient (conv.ts). */
 export function conv(
   x: SymbolicTensor,
   init: Init,
@@ -27,16 +26,13 @@ export function conv(
   stride = 1,
   padding: "same" | "valid" = "same",
 ): SymbolicTensor {
-  return tf.layers
-    .conv2d({
-      filters,
-      kernelSize: kernel,
-      strides: stride,
-      padding,
-      useBias: false,
-      kernelInitializer: init.heNormal(),
-    })
-    .apply(x) as SymbolicTensor;
+  return new Conv2D({
+    filters,
+    kernelSize: kernel,
+    strides: stride,
+    padding,
+    kernelInitializer: init.heNormal(),
+  }).apply(x) as SymbolicTensor;
 }
 
 export function depthwise(

@@ -9,6 +9,36 @@ export interface DecodeOptions {
   channels?: 1 | 3;
 }
 
+/** Why bytes did not decode, in words (sharp's own messages, e.g. "Input Buffer is empty", say less). */
+export function undecodableReason(bytes: Uint8Array, e: unknown): string {
+  if (bytes.length === 0) return "it is empty (0 bytes)";
+  const msg = (e as Error)?.message ?? String(e);
+  if (/unsupported image format/i.test(msg))
+    return `its ${bytes.length} bytes are not an image in a format sharp reads (JPEG, PNG, WebP, GIF, TIFF, AVIF, SVG); they start with ${hexStart(bytes)}`;
+  return `it is a damaged image (${bytes.length} bytes; the decoder says: ${msg})`;
+}
+
+function hexStart(bytes: Uint8Array): string {
+  return Array.from(bytes.subarray(0, 8), (b) => b.toString(16).padStart(2, "0")).join(" ");
+}
+
+/**
+ * Decodes one image; where it does not decode, throws an Error "<where> does not decode: <reason>"
+ * (every reader names its file and record through `where`).
+ */
+export async function decodeImageAt(
+  bytes: Uint8Array,
+  where: string,
+  options: DecodeOptions = {},
+  label = 0,
+): Promise<ImageSample> {
+  try {
+    return await decodeImage(bytes, options, label);
+  } catch (e) {
+    throw new Error(`${where} does not decode: ${undecodableReason(bytes, e)}`);
+  }
+}
+
 export async function decodeImage(bytes: Uint8Array, options: DecodeOptions = {}, label = 0): Promise<ImageSample> {
   const channels = options.channels ?? 3;
   let img = sharp(bytes).removeAlpha();

@@ -13,19 +13,27 @@
 import { closeSync, existsSync, fstatSync, openSync, readFileSync, readSync } from "node:fs";
 import path from "node:path";
 import { configError, type Dataset, type ImageSample } from "./dataset";
-import { decodeImage } from "./decode";
+import { decodeImage, undecodableReason } from "./decode";
 
 export const RECORDIO_MAGIC = 0xced7230a;
 
 export class RecordIOError extends Error {
   override name = "RecordIOError";
   constructor(
-    message: string,
+    /** What is wrong, without the file and offset. */
+    readonly detail: string,
     readonly file: string,
     readonly offset: number,
   ) {
-    super(`${file}: ${message} at byte offset ${offset}`);
+    super(`${file}: ${detail} at byte offset ${offset}`);
   }
+}
+
+/** The error of reading record `key` with the key (and image index) named; other errors pass unchanged. */
+function naming(e: unknown, key: number, index?: number): unknown {
+  if (!(e instanceof RecordIOError)) return e;
+  const which = index === undefined ? `record key ${key}` : `record key ${key} (image index ${index})`;
+  return new RecordIOError(`${which}: ${e.detail}`, e.file, e.offset);
 }
 
 export interface IRHeader {
@@ -250,7 +258,7 @@ export async function recordIODataset(options: RecordIOOptions): Promise<RecordI
       for (let k = 1; k < end; k++) imgKeys.push(k);
     }
   } catch (e) {
-    if (!skip) throw e;
+    if (!skip) throw naming(e, io.keys[0] ?? 0);
     skipped.push({ key: io.keys[0], offset: io.offsetOf(io.keys[0]), reason: (e as Error).message });
     imgKeys = io.keys.slice(1);
   }
@@ -262,13 +270,32 @@ export async function recordIODataset(options: RecordIOOptions): Promise<RecordI
       keys.push(key);
       labels.push(Math.trunc(h.flag > 0 ? h.labels[0] : h.label));
     } catch (e) {
-      if (!skip) throw e;
+      if (!skip) throw naming(e, key);
       skipped.push({ key, offset: io.offsetOf(key), reason: (e as Error).message });
     }
   }
   const labelArr = Int32Array.from(labels);
   const numClasses = labelArr.reduce((m, l) => Math.max(m, l + 1), 0);
-  const firstImg = keys.length ? await decodeImage(io.read(keys[0]).image, options) : undefined;
+  /** Reads and decodes image i; every failure names the .rec, the record key, the image index and the byte offset. */
+  const decodeRecord = async (i: number, size?: readonly [number, number]): Promise<ImageSample> => {
+    const key = keys[i];
+    let image: Uint8Array;
+    try {
+      image = io.read(key).image;
+    } catch (e) {
+      throw naming(e, key, i);
+    }
+    try {
+      return await decodeImage(image, { size, channels: options.channels }, labelArr[i]);
+    } catch (e) {
+      throw new RecordIOError(
+        `the image of record key ${key} (image index ${i}) does not decode: ${undecodableReason(image, e)}`,
+        rec,
+        io.offsetOf(key),
+      );
+    }
+  };
+  const firstImg = keys.length ? await decodeRecord(0, options.size) : undefined;
   const shape = [firstImg?.height ?? 0, firstImg?.width ?? 0, options.channels ?? 3] as const;
   const fixedSize = options.size ?? ([shape[0], shape[1]] as const);
   return {
@@ -280,16 +307,7 @@ export async function recordIODataset(options: RecordIOOptions): Promise<RecordI
     skipped,
     async get(i: number): Promise<ImageSample> {
       if (!(i >= 0 && i < keys.length)) throw new RangeError(`record index ${i} is out of range [0, ${keys.length})`);
-      const r = io.read(keys[i]);
-      try {
-        return await decodeImage(r.image, { size: fixedSize, channels: options.channels }, labelArr[i]);
-      } catch (e) {
-        throw new RecordIOError(
-          `image of record key ${keys[i]} does not decode (${(e as Error).message})`,
-          rec,
-          io.offsetOf(keys[i]),
-        );
-      }
+      return decodeRecord(i, fixedSize);
     },
     close: () => io.close(),
   };

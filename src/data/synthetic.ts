@@ -7,8 +7,10 @@
  *   brows, nose, mouth, hair, marks. Adding identities never changes earlier ones.
  * - Image j of identity i draws nuisance (rotation, scale, translation, illumination, expression) and
  *   a degradation (blur, down-sampling, JPEG, noise, occlusion) with level in [0, 1] from hash(seed, i, j).
- * - Rendered once and cached under <project>/.cache/synthetic/<config hash>/ (images.u8 + meta.json);
- *   label noise (flips, splits, merges) is applied on load, so it does not re-render.
+ * - Rendered once and cached under <project>/.cache/synthetic/<config hash>/ (images.u8 + meta.json),
+ *   content-addressed by the options that determine the pixels; label noise (flips, splits, merges)
+ *   is applied on load, so it does not re-render. Processes share the cache: one renders (under
+ *   <hash>.lock, into a temporary folder renamed into place), the others wait and load its copy.
  */
 import { createHash } from "node:crypto";
 import {
@@ -16,6 +18,7 @@ import {
   existsSync,
   mkdirSync,
   openSync,
+  readdirSync,
   readFileSync,
   readSync,
   renameSync,
@@ -534,6 +537,57 @@ async function renderAll(
   return meta;
 }
 
+/** A finished cache folder (the rename into place is the last step of writing one). */
+function cached(dir: string): boolean {
+  return existsSync(path.join(dir, "meta.json")) && existsSync(path.join(dir, "images.u8"));
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === "EPERM";
+  }
+}
+
+/**
+ * The right to render `dir`: `<dir>.lock` created exclusively, holding the owner's pid. While another
+ * live process (or this one, in another call) holds it, waits until it is released; a lock whose
+ * owner died is taken over, and that owner's half-written temporary folders are removed.
+ */
+async function acquireRenderLock(dir: string): Promise<{ release(): void }> {
+  const lockFile = `${dir}.lock`;
+  mkdirSync(path.dirname(dir), { recursive: true });
+  for (;;) {
+    try {
+      const fdLock = openSync(lockFile, "wx");
+      writeSync(fdLock, String(process.pid));
+      closeSync(fdLock);
+      return { release: () => rmSync(lockFile, { force: true }) };
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== "EEXIST") throw e;
+    }
+    let owner = Number.NaN;
+    try {
+      owner = Number(readFileSync(lockFile, "utf8"));
+    } catch {
+      continue; // released between our attempt and the read: try again
+    }
+    if (Number.isInteger(owner) && owner > 0 && !alive(owner)) {
+      const parent = path.dirname(dir);
+      const stale = `${path.basename(dir)}.tmp-${owner}-`;
+      for (const f of readdirSync(parent))
+        if (f.startsWith(stale)) rmSync(path.join(parent, f), { recursive: true, force: true });
+      rmSync(lockFile, { force: true });
+      continue;
+    }
+    // an empty lock file is one being written this instant; a live owner is rendering: wait
+    await new Promise((r) => setTimeout(r, 100));
+    if (cached(dir)) return { release: () => undefined };
+  }
+}
+
 /**
  * Renders (or loads from the cache) a synthetic identity set. Deterministic from the options: the same
  * options give the same pixels, labels and qualities on every machine with the same sharp/librsvg.
@@ -556,51 +610,61 @@ export async function syntheticFaces(options: SyntheticOptions): Promise<Synthet
   let meta: SyntheticMeta;
   let rendered = false;
   const file = dir ? path.join(dir, "images.u8") : "";
-  if (dir && existsSync(path.join(dir, "meta.json")) && existsSync(file)) {
-    meta = JSON.parse(readFileSync(path.join(dir, "meta.json"), "utf8")) as SyntheticMeta;
-    const expected = meta.count * pixels;
-    if (statSync(file).size !== expected) {
-      throw new Error(
-        `${file}: cache has ${statSync(file).size} bytes, expected ${expected}; delete ${dir} to re-render.`,
-      );
-    }
-    if (!onDisk) {
-      data = new Uint8Array(expected);
-      const f = openSync(file, "r");
-      try {
-        readSync(f, data, 0, expected, 0);
-      } finally {
-        closeSync(f);
+  // one process renders a set; others (worker processes of an ablation, a second seed's run) wait for it
+  const lock = dir && !cached(dir) ? await acquireRenderLock(dir) : undefined;
+  try {
+    if (dir && cached(dir)) {
+      meta = JSON.parse(readFileSync(path.join(dir, "meta.json"), "utf8")) as SyntheticMeta;
+      const expected = meta.count * pixels;
+      if (statSync(file).size !== expected) {
+        throw new Error(
+          `${file}: cache has ${statSync(file).size} bytes, expected ${expected}; delete ${dir} to re-render.`,
+        );
       }
-    }
-  } else {
-    rendered = true;
-    // atomic: render into a temporary folder, then rename it into place
-    const tmp = dir ? `${dir}.tmp-${process.pid}-${Date.now()}` : undefined;
-    if (tmp) mkdirSync(tmp, { recursive: true });
-    if (onDisk) {
-      const out = openSync(path.join(tmp!, "images.u8"), "w");
-      try {
-        meta = await renderAll(options, k, counts, hash, (i, raw) => {
-          writeSync(out, raw, 0, raw.length, i * pixels);
-        });
-      } finally {
-        closeSync(out);
+      if (!onDisk) {
+        data = new Uint8Array(expected);
+        const f = openSync(file, "r");
+        try {
+          readSync(f, data, 0, expected, 0);
+        } finally {
+          closeSync(f);
+        }
       }
     } else {
-      const mem = new Uint8Array(total * pixels);
-      meta = await renderAll(options, k, counts, hash, (i, raw) => mem.set(raw, i * pixels));
-      data = mem;
-      if (tmp) writeFileSync(path.join(tmp, "images.u8"), mem);
-    }
-    if (tmp && dir) {
-      writeFileSync(path.join(tmp, "meta.json"), JSON.stringify(meta));
+      rendered = true;
+      // atomic: render into a temporary folder, then rename it into place
+      const tmp = dir ? `${dir}.tmp-${process.pid}-${Date.now()}` : undefined;
+      if (tmp) mkdirSync(tmp, { recursive: true });
       try {
-        renameSync(tmp, dir);
-      } catch {
-        rmSync(tmp, { recursive: true, force: true }); // another process won the race: its copy is identical
+        if (onDisk) {
+          const out = openSync(path.join(tmp!, "images.u8"), "w");
+          try {
+            meta = await renderAll(options, k, counts, hash, (i, raw) => {
+              writeSync(out, raw, 0, raw.length, i * pixels);
+            });
+          } finally {
+            closeSync(out);
+          }
+        } else {
+          const mem = new Uint8Array(total * pixels);
+          meta = await renderAll(options, k, counts, hash, (i, raw) => mem.set(raw, i * pixels));
+          data = mem;
+          if (tmp) writeFileSync(path.join(tmp, "images.u8"), mem);
+        }
+        if (tmp && dir) {
+          writeFileSync(path.join(tmp, "meta.json"), JSON.stringify(meta));
+          try {
+            renameSync(tmp, dir);
+          } catch (e) {
+            if (!cached(dir)) throw e; // else a writer that took no lock finished first: its copy is identical
+          }
+        }
+      } finally {
+        if (tmp) rmSync(tmp, { recursive: true, force: true });
       }
     }
+  } finally {
+    lock?.release();
   }
   if (!data) fd = openSync(file, "r");
   const identity = Int32Array.from(meta.identity);

@@ -5,7 +5,7 @@
  */
 import { existsSync, readFileSync } from "node:fs";
 import { configError, type Dataset, type ImageSample } from "./dataset";
-import { decodeImage } from "./decode";
+import { decodeImageAt } from "./decode";
 import { asBytes, unpickle } from "./pickle";
 
 export interface VerificationSet {
@@ -59,7 +59,9 @@ export async function loadVerificationBin(
   if (typeof file !== "string" || !existsSync(file))
     throw configError("verification.path", file, "the .bin file does not exist");
   const { bins, issame } = parseVerificationPickle(readFileSync(file), file);
-  const first = bins.length ? await decodeImage(bins[0], options) : undefined;
+  const decodeAt = (i: number, o: VerificationBinOptions) =>
+    decodeImageAt(bins[i], `${file}: image ${i} (pair ${i >> 1})`, o, i >> 1);
+  const first = bins.length ? await decodeAt(0, options) : undefined;
   const size = options.size ?? ([first?.height ?? 0, first?.width ?? 0] as const);
   const channels = options.channels ?? 3;
   const labels = Int32Array.from(bins, (_, k) => k >> 1);
@@ -74,11 +76,7 @@ export async function loadVerificationBin(
       shape: [size[0], size[1], channels],
       async get(i: number): Promise<ImageSample> {
         if (!(i >= 0 && i < bins.length)) throw new RangeError(`image index ${i} is out of range [0, ${bins.length})`);
-        try {
-          return await decodeImage(bins[i], { size, channels }, labels[i]);
-        } catch (e) {
-          throw new Error(`${file}: image ${i} does not decode (${(e as Error).message})`);
-        }
+        return decodeAt(i, { size, channels });
       },
     },
   };
