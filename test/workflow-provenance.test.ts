@@ -4,6 +4,7 @@
 import { execFileSync, spawn } from "node:child_process";
 import { mkdirSync, rmSync, writeFileSync } from "node:fs";
 import path from "node:path";
+import sharp from "sharp";
 import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { executeNotebook } from "../src/notebook/execute";
@@ -188,6 +189,40 @@ test("--no-track logs nothing; option errors exit 2 before anything is built or 
     { MLFLOW_TRACKING_URI: server.url },
   );
   assert.is(seen.exists, false);
+});
+
+test("--skip-bad-images: a corrupt JPEG in an image folder is skipped, counted, logged and reported", async () => {
+  const data = tempDir("folder");
+  for (const id of ["a", "b", "c"]) {
+    mkdirSync(path.join(data, id));
+    for (let i = 0; i < 3; i++) {
+      const shade = 40 * i + (id.charCodeAt(0) - 97) * 60;
+      await sharp({ create: { width: 20, height: 20, channels: 3, background: { r: shade, g: 255 - shade, b: 90 } } })
+        .jpeg()
+        .toFile(path.join(data, id, `${i}.jpg`));
+    }
+  }
+  const corrupt = path.join(data, "b", "9.jpg");
+  writeFileSync(corrupt, Buffer.from([0xff, 0xd8, 0xff, 0xe0, 0, 16, 1, 2, 3]));
+  const args = [path.join(root, "bin", "marginlab.cjs"), "train", "--data", `folder:${data}`, "--size", "16"].concat([
+    "--backbone",
+    "mobilefacenet-small",
+    "--emb",
+    "8",
+    "--batch",
+    "4",
+    "--steps",
+    "2",
+    "--experiment",
+    "folders",
+  ]);
+  const r = await node([...args, "--name", "skipping", "--skip-bad-images"], tempDir("cwd"));
+  assert.is(r.code, 0, r.err);
+  assert.match(r.err, /skipped 1 images that do not decode/);
+  assert.ok(r.err.includes(corrupt));
+  const run = await readRun("skipping", "folders");
+  assert.is(run.status, "FINISHED");
+  assert.is(run.metrics["data/skipped_images"], 1);
 });
 
 test("Ctrl-C during marginlab train: the run ends KILLED, the report says what was saved, exit 130", async () => {

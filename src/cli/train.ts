@@ -8,6 +8,7 @@
 import path from "node:path";
 import { createBackbone } from "../backbones/index";
 import { checkInt, type Dataset, indicesOfClasses, subset } from "../data/dataset";
+import { imageFolder, type SkippedImage } from "../data/image-folder";
 import { type DataSpec, openDataset } from "../data/index";
 import { loadVerificationBin } from "../data/verification-bin";
 import { verifyDataset, verifySet } from "../eval/verify";
@@ -160,14 +161,8 @@ function prepare(o: Record<string, string>): Prepared {
     spec = { type: "folder", root: dataArg.slice(7), size: [size, size], channels };
   else
     throw new Error(`--data = "${dataArg}" is not valid: allowed are synthetic, mnist, recordio:<path>, folder:<path>`);
-  if (o["skip-bad-images"]) {
-    if (spec.type !== "folder")
-      throw new Error(`--skip-bad-images applies to --data folder:<path> only (got --data ${dataArg})`);
-    // The image-folder reader's skip policy (src/data/image-folder.ts) is not in this build yet.
-    throw new Error(
-      "--skip-bad-images: this build's image-folder reader has no skip policy yet; remove the bad files (the error names them) or update marginlab",
-    );
-  }
+  if (o["skip-bad-images"] && spec.type !== "folder")
+    throw new Error(`--skip-bad-images applies to --data folder:<path> only (got --data ${dataArg})`);
   const head = o.head ?? "arcface";
   if (!["arcface", "cosface", "normface", "softmax"].includes(head))
     throw new Error(`--head = "${head}" is not valid: allowed are arcface, cosface, normface, softmax`);
@@ -211,8 +206,12 @@ async function trainAndReport(p: Prepared): Promise<number> {
   const emb = num("emb", 64);
   const backbone = createBackbone({ name: o.backbone ?? "iresnet-small", inputShape, embeddingDim: emb, seed });
   let all: Dataset;
+  const skipped: SkippedImage[] = [];
   try {
-    all = await openDataset(spec);
+    all =
+      spec.type === "folder" && o["skip-bad-images"]
+        ? await imageFolder({ ...spec, skipBadImages: true, onSkip: (bad) => skipped.push(bad) })
+        : await openDataset(spec);
   } catch (e) {
     backbone.dispose();
     throw e;
@@ -266,6 +265,20 @@ async function trainAndReport(p: Prepared): Promise<number> {
     console.error(
       `data ${all.name}: ${trainSet.size} images, ${trainSet.numClasses} classes${heldOut ? `, ${heldOut.numClasses} held-out identities` : ""}`,
     );
+    if (skipped.length > 0) {
+      console.error(`skipped ${skipped.length} images that do not decode (--skip-bad-images):`);
+      for (const bad of skipped.slice(0, 10)) console.error(`  ${bad.file}: ${bad.reason}`);
+      if (skipped.length > 10)
+        console.error(`  ... and ${skipped.length - 10} more (listed in the run's data/skipped_images.json)`);
+    }
+    if (tracked && o["skip-bad-images"]) {
+      tracked.logMetrics({ "data/skipped_images": skipped.length }, 0);
+      if (skipped.length > 0)
+        tracked.logTable(
+          skipped.map((bad) => ({ file: bad.file, identity: bad.className, reason: bad.reason })),
+          "data/skipped_images.json",
+        );
+    }
     console.error(`backbone ${backbone.name}: ${backbone.parameterCount()} parameters; head ${o.head ?? "arcface"}`);
     const r = await train({
       backbone,
