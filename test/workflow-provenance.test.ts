@@ -268,6 +268,48 @@ test("Ctrl-C during marginlab train: the run ends KILLED, the report says what w
   assert.ok(run.history!.loss.length >= 1, "the steps before Ctrl-C were logged");
 });
 
+test("Ctrl-C during marginlab ablate: parent and open child end KILLED, finished children stay, exit 130", async () => {
+  const child = spawn(
+    process.execPath,
+    [path.join(root, "bin", "marginlab.cjs"), "ablate", "margins", "--preset", "smoke"],
+    {
+      cwd: tempDir("cwd"),
+      env: { ...process.env, TF_CPP_MIN_LOG_LEVEL: "2", MLFLOW_TRACKING_URI: server.url },
+      stdio: ["ignore", "pipe", "pipe"],
+    },
+  );
+  let err = "";
+  const result = new Promise<number | null>((resolve) => child.on("close", (code) => resolve(code)));
+  await new Promise<void>((resolve, reject) => {
+    const guard = setTimeout(() => reject(new Error(`no configuration finished: ${err}`)), 180_000);
+    child.stderr.on("data", (d) => {
+      err += d;
+      if (/\] +\d+% 1\/\d+ /.test(err)) {
+        clearTimeout(guard);
+        resolve();
+      }
+    });
+  });
+  child.kill("SIGINT");
+  const code = await result;
+  assert.is(code, 130, err);
+  assert.match(err, /marginlab ablate: interrupted \(SIGINT\)/);
+  assert.match(err, /ended KILLED/);
+  const seen = await python<{ statuses: Record<string, string> }>(
+    `
+import json, mlflow
+c = mlflow.MlflowClient()
+exp = c.get_experiment_by_name("marginlab-ablations")
+runs = c.search_runs([exp.experiment_id])
+print(json.dumps({"statuses": {r.info.run_name: r.info.status for r in runs}}))
+`,
+    { MLFLOW_TRACKING_URI: server.url },
+  );
+  assert.is(seen.statuses["margins-smoke"], "KILLED", JSON.stringify(seen.statuses));
+  assert.not.ok(Object.values(seen.statuses).includes("RUNNING"), JSON.stringify(seen.statuses));
+  assert.ok(Object.values(seen.statuses).includes("FINISHED"), "the configuration done before Ctrl-C stays FINISHED");
+});
+
 test("a notebook run: NOTEBOOK with the notebook's path (JPY_SESSION_NAME from the executor) and git facts", async () => {
   mkdirSync(nbDir, { recursive: true });
   const notebook = path.join(nbDir, "provenance.ipynb");
