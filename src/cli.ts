@@ -2,7 +2,9 @@
  * `marginlab <command>`: the headless entry point. Each command lives in src/cli/<name>.ts and
  * exports `run(args): Promise<number>` (the exit code) and a one-line `summary`.
  */
+import { reportInterrupts } from "./cli/interrupt";
 import { onTrackingOffline } from "./tracking/reachability";
+import { setCommandSource } from "./tracking/system-tags";
 
 // Library code never prints: the one warning that the tracking server is unreachable is printed here.
 onTrackingOffline((event) => console.error(`marginlab: ${event.message}`));
@@ -10,6 +12,9 @@ interface Command {
   summary: string;
   run(args: string[]): Promise<number>;
 }
+
+/** Commands that train and track: Ctrl-C ends their runs KILLED and says what was saved. */
+const TRACKED = new Set(["ablate", "train"]);
 
 const commands: Record<string, () => Promise<Command>> = {
   doctor: () => import("./cli/doctor"),
@@ -38,6 +43,12 @@ async function main(argv: string[]): Promise<number> {
     console.error(`marginlab: unknown command "${name}". Commands: ${Object.keys(commands).join(", ")}.`);
     return 2;
   }
+  // Runs started here name the command as their source; a command is never a notebook, even when
+  // a kernel started it.
+  setCommandSource(["marginlab", ...argv].join(" "));
+  delete process.env.JPY_SESSION_NAME;
+  delete process.env.MARGINLAB_IN_NOTEBOOK;
+  if (TRACKED.has(name)) reportInterrupts(name);
   const command = await load();
   return command.run(args);
 }

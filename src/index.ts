@@ -61,6 +61,9 @@ export type { TrackingOfflineEvent } from "./tracking/reachability";
 export { onTrackingOffline } from "./tracking/reachability";
 export { RejectedItemError, RunUnavailableError } from "./tracking/sender";
 export { startMlflowServer } from "./tracking/server";
+export type { ImageSource } from "./tracking/images";
+export type { SystemMetricsOptions } from "./tracking/system-metrics";
+export { SystemMetricsMonitor } from "./tracking/system-metrics";
 export type { SweepOptions, SweepResult } from "./tracking/sweep";
 export { runSweep } from "./tracking/sweep";
 export { syncJournals } from "./tracking/sync";
@@ -162,4 +165,6 @@ export {
 // --- experiments and notebooks (src/notebook/display.ts, src/plots/inline.ts; ablations live in experiments/) ---
 export { LiveProgress, showFigure, showHtml, showMarkdown, showTable, tableHtml } from "./notebook/display";
 export { formatDuration, type ProgressView, progressHtml, progressText, TextProgress } from "./progress";
+export type { CompareOptions, CompareTarget, ComparedRun, Comparison, ConfigSummary } from "./notebook/compare";
+export { compareRuns, showComparison } from "./notebook/compare";
 export { inlineFigureHtml, plotlyLoaderScript } from "./plots/inline";

@@ -11,7 +11,7 @@ const tmp = mkdtempSync(path.join(os.tmpdir(), "marginlab-cli-train-"));
 test.after(() => rmSync(tmp, { recursive: true, force: true }));
 
 function cli(args: string[]) {
-  const r = spawnSync(process.execPath, [path.join(root, "bin/marginlab.cjs"), "train", ...args], {
+  const r = spawnSync(process.execPath, [path.join(root, "bin/marginlab.cjs"), "train", "--no-track", ...args], {
     cwd: root,
     encoding: "utf8",
     env: { ...process.env, TF_CPP_MIN_LOG_LEVEL: "2" },
@@ -78,7 +78,7 @@ test("trains with checkpoints, then resumes and reports held-out verification", 
 
 test("bad options are clear errors (before data or models are built)", () => {
   const a = cli(["--batch", "0"]);
-  assert.is(a.code, 1);
+  assert.is(a.code, 2);
   assert.match(a.err, /batchSize = 0 is not valid/);
   const d = cli(["--bogus", "1"]);
   assert.match(d.err, /unknown option "--bogus"/);

@@ -1,10 +1,14 @@
 /**
  * `marginlab train`: train a backbone + head on synthetic identities, MNIST, an InsightFace RecordIO
  * set or an image folder, with checkpoints and resume, then report verification (held-out synthetic
- * identities and/or InsightFace .bin sets). Options are validated before anything is built.
+ * identities and/or InsightFace .bin sets). Options are validated before anything is built (exit 2).
+ * The run is tracked in MLflow like an ablation's: params, metrics per step, final metrics,
+ * provenance, system metrics (`--no-track` switches it off).
  */
+import path from "node:path";
 import { createBackbone } from "../backbones/index";
 import { checkInt, type Dataset, indicesOfClasses, subset } from "../data/dataset";
+import { imageFolder, type SkippedImage } from "../data/image-folder";
 import { type DataSpec, openDataset } from "../data/index";
 import { loadVerificationBin } from "../data/verification-bin";
 import { verifyDataset, verifySet } from "../eval/verify";
@@ -13,10 +17,12 @@ import { CosFace } from "../losses/cosface";
 import type { Head } from "../losses/head";
 import { NormFace } from "../losses/normface";
 import { Softmax } from "../losses/softmax";
-import { progressBar } from "../train/callbacks";
+import { type Run, type RunEndResult, startRun } from "../tracking/run";
+import { progressBar, trackerCallback } from "../train/callbacks";
 import type { OptimizerConfig } from "../train/optimizers";
 import type { Schedule } from "../train/schedules";
-import { train } from "../train/trainer";
+import { type TrainCallback, train } from "../train/trainer";
+import { interruptNotes } from "./interrupt";
 
 export const summary = "train a backbone + head (synthetic, MNIST, RecordIO or image folder) and report verification";
 
@@ -28,7 +34,10 @@ const HELP = `usage: marginlab train [options]
   training   --steps 300 | --epochs N   --batch 64   --opt sgd|adamw   --lr 0.1   --wd 5e-4
              --schedule constant|cosine|polynomial|step  --warmup 0  --clip 5  --seed 0
              --checkpoint <dir> --every 100 --resume <dir>|<dir>/step-N|<dir>/latest (newest good one)
-  evaluation --verify a.bin,b.bin   (InsightFace .bin sets; input size taken from --size)`;
+  evaluation --verify a.bin,b.bin   (InsightFace .bin sets; input size taken from --size)
+  data       --skip-bad-images   (folder: skip images that do not decode; counted and logged)
+  tracking   --experiment marginlab-train   --name <run name>   --no-track   (MLflow: MLFLOW_TRACKING_URI,
+             else the project's embedded server)`;
 
 const NUMERIC = [
   "identities",
@@ -49,20 +58,27 @@ const NUMERIC = [
   "seed",
   "every",
 ];
-const TEXT = ["data", "backbone", "head", "opt", "schedule", "checkpoint", "resume", "verify"];
+const TEXT = ["data", "backbone", "head", "opt", "schedule", "checkpoint", "resume", "verify", "experiment", "name"];
+/** Flags without a value. */
+const SWITCHES = ["no-track", "skip-bad-images"];
 
 function parse(args: string[]): Record<string, string> {
   const out: Record<string, string> = {};
-  for (let i = 0; i < args.length; i += 2) {
+  for (let i = 0; i < args.length; i++) {
     const a = args[i];
     const key = a.replace(/^--/, "");
+    if (a.startsWith("--") && SWITCHES.includes(key)) {
+      out[key] = "true";
+      continue;
+    }
     if (!a.startsWith("--") || (!NUMERIC.includes(key) && !TEXT.includes(key))) {
       throw new Error(`unknown option "${a}" (see marginlab train --help)`);
     }
-    if (args[i + 1] === undefined) throw new Error(`option ${a} needs a value`);
-    if (NUMERIC.includes(key) && !Number.isFinite(Number(args[i + 1])))
-      throw new Error(`--${key} = ${args[i + 1]} is not a number`);
-    out[key] = args[i + 1];
+    const value = args[++i];
+    if (value === undefined) throw new Error(`option ${a} needs a value`);
+    if (NUMERIC.includes(key) && !Number.isFinite(Number(value)))
+      throw new Error(`--${key} = ${value} is not a number`);
+    out[key] = value;
   }
   return out;
 }
@@ -95,7 +111,28 @@ export async function run(args: string[]): Promise<number> {
     console.log(HELP);
     return 0;
   }
-  const o = parse(args);
+  let prepared: Prepared;
+  try {
+    prepared = prepare(parse(args));
+  } catch (error) {
+    console.error(`marginlab train: ${(error as Error).message}`);
+    return 2;
+  }
+  return trainAndReport(prepared);
+}
+
+interface Prepared {
+  o: Record<string, string>;
+  num: (k: string, d: number) => number;
+  spec: DataSpec;
+  dataArg: string;
+  holdout: number;
+  seed: number;
+  inputShape: [number, number, number];
+}
+
+/** The cheap checks, before data is rendered, a backbone is built or a run is created. */
+function prepare(o: Record<string, string>): Prepared {
   const num = (k: string, d: number) => (o[k] === undefined ? d : Number(o[k]));
   // the cheap checks first, before data is rendered or a backbone is built
   checkInt("batchSize", num("batch", 64), 1);
@@ -124,13 +161,57 @@ export async function run(args: string[]): Promise<number> {
     spec = { type: "folder", root: dataArg.slice(7), size: [size, size], channels };
   else
     throw new Error(`--data = "${dataArg}" is not valid: allowed are synthetic, mnist, recordio:<path>, folder:<path>`);
+  if (o["skip-bad-images"] && spec.type !== "folder")
+    throw new Error(`--skip-bad-images applies to --data folder:<path> only (got --data ${dataArg})`);
+  const head = o.head ?? "arcface";
+  if (!["arcface", "cosface", "normface", "softmax"].includes(head))
+    throw new Error(`--head = "${head}" is not valid: allowed are arcface, cosface, normface, softmax`);
   const inputShape: [number, number, number] = dataArg === "mnist" ? [28, 28, 1] : [size, size, channels];
+  return { o, num, spec, dataArg, holdout, seed, inputShape };
+}
+
+/** Params for MLflow, grouped so that none shares a name with a metric (lr, loss, ...). */
+function trainParams(p: Prepared, steps: number | undefined): Record<string, unknown> {
+  const { o, num } = p;
+  const opt = o.opt ?? "sgd";
+  return {
+    data: {
+      source: p.dataArg,
+      ...(p.spec.type === "synthetic"
+        ? { identities: num("identities", 100), images: num("images", 20), holdout: p.holdout }
+        : {}),
+      input_shape: p.inputShape.join("x"),
+    },
+    model: {
+      backbone: o.backbone ?? "iresnet-small",
+      head: o.head ?? "arcface",
+      embedding_dim: num("emb", 64),
+      s: o.s,
+      m: o.m,
+    },
+    optimizer: {
+      type: opt,
+      lr: num("lr", opt === "sgd" ? 0.1 : 0.001),
+      weight_decay: num("wd", opt === "sgd" ? 5e-4 : 0.01),
+      schedule: o.schedule ?? "cosine",
+      warmup_steps: num("warmup", 0),
+      clip_grad_norm: o.clip,
+    },
+    training: { steps, epochs: o.epochs, batch_size: num("batch", 64), seed: p.seed, resume: o.resume },
+  };
+}
+
+async function trainAndReport(p: Prepared): Promise<number> {
+  const { o, num, spec, holdout, seed, inputShape } = p;
   const emb = num("emb", 64);
-  const backboneName = o.backbone ?? "iresnet-small";
-  const backbone = createBackbone({ name: backboneName, inputShape, embeddingDim: emb, seed });
+  const backbone = createBackbone({ name: o.backbone ?? "iresnet-small", inputShape, embeddingDim: emb, seed });
   let all: Dataset;
+  const skipped: SkippedImage[] = [];
   try {
-    all = await openDataset(spec);
+    all =
+      spec.type === "folder" && o["skip-bad-images"]
+        ? await imageFolder({ ...spec, skipBadImages: true, onSkip: (bad) => skipped.push(bad) })
+        : await openDataset(spec);
   } catch (e) {
     backbone.dispose();
     throw e;
@@ -161,46 +242,119 @@ export async function run(args: string[]): Promise<number> {
     scheduleType === "step" ? { type: "step", milestones: [] } : { type: scheduleType, warmupSteps: num("warmup", 0) }
   ) as Schedule;
   const steps = o.epochs === undefined ? num("steps", 300) : undefined;
-  console.error(
-    `data ${all.name}: ${trainSet.size} images, ${trainSet.numClasses} classes${heldOut ? `, ${heldOut.numClasses} held-out identities` : ""}`,
-  );
-  console.error(`backbone ${backbone.name}: ${backbone.parameterCount()} parameters; head ${o.head ?? "arcface"}`);
-  const r = await train({
-    backbone,
-    head,
-    data: trainSet,
-    pipeline: { batchSize: num("batch", 64), augment: { flip: true } },
-    steps,
-    epochs: o.epochs === undefined ? undefined : num("epochs", 1),
-    optimizer,
-    schedule,
-    clipGradNorm: o.clip === undefined ? undefined : num("clip", 5),
-    seed,
-    resume: o.resume,
-    checkpoint: o.checkpoint ? { dir: o.checkpoint, every: num("every", 100) } : undefined,
-    callbacks: [progressBar(process.stderr)],
-  });
-  const last = r.history.at(-1);
-  console.log(
-    `trained ${r.steps} steps${r.resumedFrom ? ` (resumed from ${r.resumedFrom})` : ""}; final loss ${last?.loss.toFixed(4) ?? "-"}${r.lastCheckpoint ? `; checkpoint ${r.lastCheckpoint}` : ""}`,
-  );
-  if (heldOut) {
-    const v = await verifyDataset(backbone, heldOut, { pairs: 1000, seed });
-    console.log(
-      `held-out synthetic identities: accuracy ${(100 * v.accuracy).toFixed(2)}% +- ${(100 * v.std).toFixed(2)}, TAR@FAR=1e-2 ${v.tar[1].tar.toFixed(4)}`,
+  let tracked: Run | undefined;
+  try {
+    if (!o["no-track"]) {
+      tracked = await startRun({
+        experiment: o.experiment ?? "marginlab-train",
+        name: o.name ?? `train-${o.head ?? "arcface"}-${backbone.name}`,
+        params: trainParams(p, steps),
+        tags: { "marginlab.command": "train" },
+        systemMetrics: true,
+      });
+      console.error(
+        tracked.url
+          ? `MLflow run: ${tracked.url}`
+          : "MLflow: not reached; the run is kept in the journal for `npx marginlab sync`",
+      );
+    }
+    if (o.checkpoint) {
+      const dir = path.resolve(o.checkpoint);
+      interruptNotes.push(() => `checkpoints: ${dir} (continue with --resume ${dir})`);
+    }
+    console.error(
+      `data ${all.name}: ${trainSet.size} images, ${trainSet.numClasses} classes${heldOut ? `, ${heldOut.numClasses} held-out identities` : ""}`,
     );
-  }
-  for (const file of (o.verify ?? "").split(",").filter(Boolean)) {
-    const set = await loadVerificationBin(file, {
-      size: [inputShape[0], inputShape[1]],
-      channels: inputShape[2] as 1 | 3,
+    if (skipped.length > 0) {
+      console.error(`skipped ${skipped.length} images that do not decode (--skip-bad-images):`);
+      for (const bad of skipped.slice(0, 10)) console.error(`  ${bad.file}: ${bad.reason}`);
+      if (skipped.length > 10)
+        console.error(`  ... and ${skipped.length - 10} more (listed in the run's data/skipped_images.json)`);
+    }
+    if (tracked && o["skip-bad-images"]) {
+      tracked.logMetrics({ "data/skipped_images": skipped.length }, 0);
+      if (skipped.length > 0)
+        tracked.logTable(
+          skipped.map((bad) => ({ file: bad.file, identity: bad.className, reason: bad.reason })),
+          "data/skipped_images.json",
+        );
+    }
+    console.error(`backbone ${backbone.name}: ${backbone.parameterCount()} parameters; head ${o.head ?? "arcface"}`);
+    const r = await train({
+      backbone,
+      head,
+      data: trainSet,
+      pipeline: { batchSize: num("batch", 64), augment: { flip: true } },
+      steps,
+      epochs: o.epochs === undefined ? undefined : num("epochs", 1),
+      optimizer,
+      schedule,
+      clipGradNorm: o.clip === undefined ? undefined : num("clip", 5),
+      seed,
+      resume: o.resume,
+      checkpoint: o.checkpoint ? { dir: o.checkpoint, every: num("every", 100) } : undefined,
+      callbacks: [progressBar(process.stderr), ...(tracked ? [trackerCallback(tracked)] : []), yieldEachStep],
     });
-    const v = await verifySet(backbone, set);
+    const last = r.history.at(-1);
+    // Final metrics at step 0 under final/, as the ablations' children report theirs.
+    const final: Record<string, number> = { "final/steps": r.steps };
+    if (last) Object.assign(final, { "final/loss": last.loss, "final/seconds": last.elapsedSeconds });
     console.log(
-      `${file}: accuracy ${(100 * v.accuracy).toFixed(2)}% +- ${(100 * v.std).toFixed(2)}, XNorm ${v.xnorm.toFixed(3)}`,
+      `trained ${r.steps} steps${r.resumedFrom ? ` (resumed from ${r.resumedFrom})` : ""}; final loss ${last?.loss.toFixed(4) ?? "-"}${r.lastCheckpoint ? `; checkpoint ${r.lastCheckpoint}` : ""}`,
     );
+    if (heldOut) {
+      const v = await verifyDataset(backbone, heldOut, { pairs: 1000, seed });
+      Object.assign(final, {
+        "verify/heldout/accuracy": v.accuracy,
+        "verify/heldout/accuracy_std": v.std,
+        "verify/heldout/tar_at_far_1e-2": v.tar[1].tar,
+      });
+      console.log(
+        `held-out synthetic identities: accuracy ${(100 * v.accuracy).toFixed(2)}% +- ${(100 * v.std).toFixed(2)}, TAR@FAR=1e-2 ${v.tar[1].tar.toFixed(4)}`,
+      );
+    }
+    for (const file of (o.verify ?? "").split(",").filter(Boolean)) {
+      const set = await loadVerificationBin(file, {
+        size: [inputShape[0], inputShape[1]],
+        channels: inputShape[2] as 1 | 3,
+      });
+      const v = await verifySet(backbone, set);
+      const key = `verify/${path.basename(file, ".bin").replace(/[^A-Za-z0-9_.-]/g, "_")}`;
+      Object.assign(final, { [`${key}/accuracy`]: v.accuracy, [`${key}/xnorm`]: v.xnorm });
+      console.log(
+        `${file}: accuracy ${(100 * v.accuracy).toFixed(2)}% +- ${(100 * v.std).toFixed(2)}, XNorm ${v.xnorm.toFixed(3)}`,
+      );
+    }
+    if (tracked) {
+      tracked.logMetrics(final, 0);
+      reportEnd(await tracked.end("FINISHED"));
+    }
+    return 0;
+  } catch (error) {
+    if (tracked && !tracked.ended) {
+      tracked.setTag("marginlab.error", (error as Error).message.slice(0, 4000));
+      reportEnd(await tracked.end("FAILED"));
+    }
+    throw error;
+  } finally {
+    backbone.dispose();
+    head.dispose();
   }
-  backbone.dispose();
-  head.dispose();
-  return 0;
+}
+
+/**
+ * A step whose data is already in memory never leaves the microtask queue, so neither Ctrl-C's
+ * handler nor the tracker's background sending would run until training ends: yield once a step.
+ */
+const yieldEachStep: TrainCallback = {
+  onStep: () => new Promise<void>((resolve) => setImmediate(resolve)),
+};
+
+/** Where the run's data is: on the server, or (partly) in the journal for `marginlab sync`. */
+function reportEnd(end: RunEndResult): void {
+  for (const e of end.errors) console.error(`note: ${e.message}`);
+  if (end.pending > 0)
+    console.error(
+      `MLflow: ${end.pending} items wait in the journal ${end.journal ?? ""} (\`npx marginlab sync\` sends them)`,
+    );
 }

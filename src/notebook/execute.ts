@@ -58,7 +58,8 @@ export async function executeNotebook(notebookPath: string, options: ExecuteOpti
   const outputPath = path.resolve(
     options.outputPath ?? path.join(mkdtempSync(path.join(tmpdir(), "marginlab-nb-")), path.basename(source)),
   );
-  const env = { ...process.env, ...options.env };
+  // As Jupyter Server does for each kernel: the session's notebook, which runs record as their source.
+  const env = { ...process.env, ...options.env, JPY_SESSION_NAME: source };
   const args = [
     "nbconvert",
     "--to",

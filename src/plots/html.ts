@@ -1,10 +1,22 @@
 /**
- * Plotly figures outside a notebook: a standalone HTML file with plotly.js inlined (previews in the
- * MLflow artifact browser, works offline), and a PNG rendered by a headless Chromium when one is
- * installed (playwright-core driving /usr/bin/chromium). One browser is reused for all figures.
+ * Plotly figures outside a notebook: a standalone HTML file that previews in the MLflow artifact
+ * browser with no internet, and a PNG rendered by a headless Chromium when one is installed
+ * (playwright-core driving /usr/bin/chromium). One browser is reused for all figures.
+ *
+ * The MLflow UI shows an .html artifact in an iframe made from a blob: URL with sandbox="allow-scripts"
+ * (an opaque origin): a relative <script src> cannot resolve there, fetch() is cross-origin, but a
+ * classic script from the server loads, and the blob URL still names the server's origin. The server
+ * sends `.js` artifacts as text/plain with nosniff (refused as a script) but `.mjs` as text/javascript.
+ * So a run keeps one copy of plotly.js as an `.mjs` artifact and each figure is a few KB that loads it
+ * from `<origin>/get-artifact?path=...&run_uuid=...`; the sibling relative path (a downloaded artifact
+ * folder) and the CDN are the fallbacks. Without a run id (offline) the figure inlines plotly.js.
  */
 import { existsSync, readFileSync } from "node:fs";
 import { escapeHtml } from "../progress";
+
+const PLOTLY_VERSION = (require("plotly.js-dist-min/package.json") as { version: string }).version;
+/** The CDN build of the bundled plotly.js version (a fallback where the internet is reachable). */
+export const PLOTLY_CDN = `https://cdn.plot.ly/plotly-${PLOTLY_VERSION}.min.js`;
 
 /** A loose Plotly figure: data traces, layout and config as plotly.js takes them. */
 export interface PlotlyFigure {
@@ -45,9 +57,40 @@ export function scriptSafeJson(value: unknown): string {
     .replace(/\u2029/g, "\\u2029");
 }
 
-/** A self-contained HTML page showing the figure (plotly.js inlined, ~4.8 MB). */
-export function figureHtml(figure: PlotlyFigure, title = "figure"): string {
+/** The run artifact that holds a run's one copy of plotly.js (".mjs": served as JavaScript). */
+export const PLOTLY_ARTIFACT = `plotly/plotly-${PLOTLY_VERSION}.min.mjs`;
+
+/** Where a figure page gets plotly.js: inlined (~4.8 MB), or a run's copy on the MLflow server. */
+export type PlotlySource = { inline: true } | { runId: string; artifact: string; figurePath: string };
+
+/** Relative path from one artifact to another (both run-relative, "/"-separated). */
+function relativeArtifactPath(from: string, to: string): string {
+  const up = from
+    .split("/")
+    .slice(0, -1)
+    .map(() => "..");
+  return [...up, to].join("/");
+}
+
+/** Script that loads plotly.js from the candidates in turn, then draws. */
+function loaderScript(source: Exclude<PlotlySource, { inline: true }>, draw: string): string {
+  const relative = relativeArtifactPath(source.figurePath, source.artifact);
+  const query = `/get-artifact?path=${encodeURIComponent(source.artifact)}&run_uuid=${encodeURIComponent(source.runId)}`;
+  return `(function(){var c=[];try{var o=new URL(location.href).origin;if(o&&o!=="null")c.push(o+${JSON.stringify(query)});}catch(e){}
+c.push(${JSON.stringify(relative)});c.push(${JSON.stringify(PLOTLY_CDN)});
+function draw(){${draw}}
+function next(i){if(window.Plotly)return draw();if(i>=c.length){document.getElementById("g").textContent="plotly.js could not be loaded (tried: "+c.join(", ")+")";return;}
+var s=document.createElement("script");s.src=c[i];s.onload=function(){window.Plotly?draw():next(i+1)};s.onerror=function(){next(i+1)};document.head.appendChild(s);}
+next(0);})();`;
+}
+
+/**
+ * A standalone HTML page showing the figure. `source` says where plotly.js comes from: inlined by
+ * default (~4.8 MB, works anywhere), or a run's copy (a few KB; see the top of this file).
+ */
+export function figureHtml(figure: PlotlyFigure, title = "figure", source: PlotlySource = { inline: true }): string {
   const config = { responsive: true, ...(figure.config ?? {}) };
+  const draw = `Plotly.newPlot("g", ${scriptSafeJson(figure.data)}, ${scriptSafeJson(figure.layout ?? {})}, ${scriptSafeJson(config)});`;
   return [
     "<!doctype html>",
     '<html><head><meta charset="utf-8">',
@@ -55,8 +98,9 @@ export function figureHtml(figure: PlotlyFigure, title = "figure"): string {
     "<style>html,body{margin:0;height:100%}#g{width:100%;height:100%}</style>",
     "</head><body>",
     '<div id="g"></div>',
-    `<script>${plotlyJs()}</script>`,
-    `<script>Plotly.newPlot("g", ${scriptSafeJson(figure.data)}, ${scriptSafeJson(figure.layout ?? {})}, ${scriptSafeJson(config)});</script>`,
+    "inline" in source
+      ? `<script>${plotlyJs()}</script>\n<script>${draw}</script>`
+      : `<script>${loaderScript(source, draw)}</script>`,
     "</body></html>",
     "",
   ].join("\n");

@@ -4,9 +4,9 @@
  * (<baseUrl>files/node_modules/plotly.js-dist-min/plotly.min.js, when JupyterLab serves the project
  * root), falling back to the CDN build of the same version.
  */
-import { type PlotlyFigure, scriptSafeJson } from "./html";
+import { PLOTLY_CDN, type PlotlyFigure, scriptSafeJson } from "./html";
 
-export const PLOTLY_CDN = "https://cdn.plot.ly/plotly-3.3.1.min.js";
+export { PLOTLY_CDN };
 export const PLOTLY_SERVER_PATH = "files/node_modules/plotly.js-dist-min/plotly.min.js";
 
 /** Script text: defines window.__marginlabPlotly, a promise of Plotly, loading the library at most once. */

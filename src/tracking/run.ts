@@ -6,16 +6,26 @@
 import { randomBytes } from "node:crypto";
 import { readdirSync, readFileSync, statSync } from "node:fs";
 import path from "node:path";
-import { closeFigureRenderer, figureHtml, figurePng, type PlotlyFigure } from "../plots/html";
+import {
+  closeFigureRenderer,
+  figureHtml,
+  figurePng,
+  PLOTLY_ARTIFACT,
+  type PlotlyFigure,
+  type PlotlySource,
+  plotlyJs,
+} from "../plots/html";
 import { projectRoot } from "../project";
 import { contentTypeOf, type DatasetInput, type KeyValue, type MlflowClient, type RunStatus } from "./client";
 import { secretsOf, trackingConfigFromEnv } from "./config";
 import { trackingClient } from "./connect";
+import { encodeImage, type ImageSource, LOGGED_IMAGES_TAG } from "./images";
 import { defaultJournalDir, type Entry, JournalError, type JournalItem, lockJournal, RunJournal } from "./journal";
 import { configHash, flattenConfig } from "./params";
 import { isUnreachable, markUnreachable } from "./reachability";
 import type { Redactor } from "./redaction";
 import { JournalSender, type RejectedItemError } from "./sender";
+import { SystemMetricsMonitor, type SystemMetricsOptions, systemMetricsEnabled } from "./system-metrics";
 import { inNotebook, type SourceOptions, systemTags } from "./system-tags";
 import {
   paramString,
@@ -57,6 +67,12 @@ export interface StartRunOptions extends SourceOptions {
   onError?: (error: Error) => void;
   /** Log the configuration's hash as the marginlab.configHash tag (default: true for child runs). */
   hashConfig?: boolean;
+  /**
+   * Sample `system/...` metrics (CPU, memory, disk, process RSS, GPU) in the background, every 10 s
+   * by default. Default: on for top-level runs, off for nested ones; MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING
+   * (true/false) overrides that default, and `false` here switches it off.
+   */
+  systemMetrics?: boolean | SystemMetricsOptions;
 }
 
 export interface EndOptions {
@@ -113,6 +129,8 @@ function installHandlers(): void {
   const onSignal = (signal: NodeJS.Signals) => {
     process.removeListener("SIGINT", onSignal);
     process.removeListener("SIGTERM", onSignal);
+    // An application that listens too (the CLI) ends the runs itself (endLiveRuns) and reports.
+    if (process.listenerCount(signal) > 0) return;
     const runs = [...liveRuns].filter((r) => r.handlesSignals);
     Promise.allSettled(runs.map((r) => r.end("KILLED", { timeoutMs: 5000 }))).finally(() => {
       // Re-raise so the process ends the way it would have without us.
@@ -125,6 +143,12 @@ function installHandlers(): void {
   process.on("beforeExit", () => {
     for (const run of liveRuns) if (!run.ended) void run.end("FINISHED");
   });
+}
+
+/** Ends every live run of this process that handles signals (KILLED on an interrupt); what each saved. */
+export function endLiveRuns(status: RunStatus = "KILLED", options: EndOptions = { timeoutMs: 5000 }) {
+  const runs = [...liveRuns].filter((r) => r.handlesSignals);
+  return Promise.all(runs.map((r) => r.end(status, options)));
 }
 
 /** A local id that sorts by creation time: journals replay parents before children. */
@@ -213,6 +237,9 @@ export async function startRun(options: StartRunOptions = {}): Promise<Run> {
     await run.discard();
     throw error;
   }
+  const sampling = options.systemMetrics;
+  if (sampling === undefined ? systemMetricsEnabled(parent === undefined) : sampling !== false)
+    run.sampleSystemMetrics(typeof sampling === "object" ? sampling : {});
   return run;
 }
 
@@ -249,6 +276,9 @@ export class Run {
   private readonly releaseLock: () => void;
   private readonly redactor: Redactor;
   private endResult: Promise<RunEndResult> | undefined;
+  private systemMetrics: SystemMetricsMonitor | undefined;
+  private loggedImages = false;
+  private plotlyLogged = false;
 
   constructor(
     client: MlflowClient,
@@ -363,6 +393,26 @@ export class Run {
     byLocalId.delete(this.localId);
   }
 
+  /** @internal starts the background sampler of system/ metrics (stopped by end). */
+  sampleSystemMetrics(options: SystemMetricsOptions): void {
+    this.systemMetrics ??= new SystemMetricsMonitor((values, step) => this.logMetrics(values, step), options).start();
+  }
+
+  /**
+   * Logs an image at a step in MLflow's layout (images/<key>+step+<N>+timestamp+<T>+<uuid>.png and a
+   * WebP thumbnail) and sets mlflow.loggedImages, so the UI's image grid and comparison show it.
+   * `image`: encoded bytes (PNG, JPEG, ...) or raw pixels. Returns the two artifact paths.
+   */
+  async logImage(key: string, image: ImageSource, step = 0): Promise<{ png: string; webp: string }> {
+    validateStep(step);
+    const files = await encodeImage(key, image, step);
+    const png = this.logArtifact(files.png.bytes, files.png.path);
+    const webp = this.logArtifact(files.webp.bytes, files.webp.path);
+    if (!this.loggedImages) this.setTags({ [LOGGED_IMAGES_TAG]: "True" });
+    this.loggedImages = true;
+    return { png, webp };
+  }
+
   /** Logs params (nested objects are flattened to dotted keys). A param keeps its first value, as in MLflow. */
   logParams(params: Record<string, unknown>): void {
     const flat = flattenConfig(params);
@@ -467,7 +517,8 @@ export class Run {
   }
 
   /**
-   * Logs a Plotly figure as `<name>.html` (standalone, plotly.js inlined) and `<name>.png` when a
+   * Logs a Plotly figure as `<name>.html` (a few KB loading the run's one copy of plotly.js,
+   * plotly/plotly-<version>.min.mjs; see src/plots/html.ts) and `<name>.png` when a
    * headless Chromium is available (else `pngSkipped` says why). `name` may include folders, e.g.
    * "plots/loss".
    */
@@ -478,11 +529,22 @@ export class Run {
   ): Promise<FigureResult> {
     const base = name.replace(/\.(html|png)$/i, "");
     validateArtifactPath(base);
-    const html = this.logArtifact(Buffer.from(figureHtml(figure, path.basename(base))), `${base}.html`);
+    const html = this.logArtifact(
+      Buffer.from(figureHtml(figure, path.basename(base), this.plotlyFor(`${base}.html`))),
+      `${base}.html`,
+    );
     if (options.png === false) return { html, pngSkipped: "PNG not requested" };
     const png = await figurePng(figure, { width: options.width, height: options.height });
     if ("skipped" in png) return { html, pngSkipped: png.skipped };
     return { html, png: this.logArtifact(png.png, `${base}.png`) };
+  }
+
+  /** The run's one copy of plotly.js for its figures (logged with the first); inlined while the run has no id. */
+  private plotlyFor(figurePath: string): PlotlySource {
+    if (!this.id) return { inline: true };
+    if (!this.plotlyLogged) this.logArtifact(Buffer.from(plotlyJs()), PLOTLY_ARTIFACT);
+    this.plotlyLogged = true;
+    return { runId: this.id, artifact: PLOTLY_ARTIFACT, figurePath };
   }
 
   /**
@@ -560,6 +622,7 @@ export class Run {
   }
 
   private async finish(requested: RunStatus, options: EndOptions): Promise<RunEndResult> {
+    await this.systemMetrics?.stop();
     // After a journal failure the run is already being ended FAILED (failJournal).
     const status = this.journalFailure ? "FAILED" : requested;
     if (!this.journalFailure) this.enqueue({ t: "end", status, endTime: Date.now() });
