@@ -175,7 +175,7 @@ export interface ResultRow {
   /** What `value` counts: "ms/step" for timed steps (lower is better), or a rate such as "points/s". */
   unit: string;
   value: number;
-  peer?: { name: string; value: number };
+  peer?: { name: string; value: number; figures?: Record<string, number> };
   /** How many times faster than the peer: peer time / ours (for rates, ours / peer). */
   ratio?: number;
   /** Further figures, e.g. { peakRssMB, imagesPerSecond }. */
@@ -230,7 +230,7 @@ function recordRows(title: string, rows: Result[], pairs: [Result, Result][], un
       ...base,
       case: `${title} / ${ours.name}`,
       value: ours.medianMs,
-      peer: { name: peer.name, value: peer.medianMs },
+      peer: { name: peer.name, value: peer.medianMs, figures: figuresOf(peer) },
       ratio: peer.medianMs / ours.medianMs,
       figures: figuresOf(ours),
       load: loadOf(ours, peer),
@@ -268,17 +268,14 @@ export function writeResults(
   const dir = resultsDir();
   mkdirSync(dir, { recursive: true });
   const file = path.join(dir, `${bench}-${date.slice(0, 10)}.json`);
-  let kept: ResultRow[] = [];
-  if (existsSync(file)) {
-    const old = JSON.parse(readFileSync(file, "utf8")) as ResultsFile;
-    const replaced = new Set(rows.map((r) => r.case));
-    kept = old.rows.filter((r) => !replaced.has(r.case));
+  // a case measured again replaces its row in place; new cases are appended
+  const merged: ResultRow[] = existsSync(file) ? (JSON.parse(readFileSync(file, "utf8")) as ResultsFile).rows : [];
+  for (const r of rows) {
+    const at = merged.findIndex((m) => m.case === r.case);
+    if (at >= 0) merged[at] = r;
+    else merged.push(r);
   }
-  const content: ResultsFile = {
-    bench,
-    command,
-    rows: [...kept, ...rows],
-  };
+  const content: ResultsFile = { bench, command, rows: merged };
   const tmp = `${file}.${process.pid}.tmp`;
   writeFileSync(tmp, `${JSON.stringify(content, null, 2)}\n`);
   renameSync(tmp, file);

@@ -55,10 +55,13 @@ function figure(v: number, unit: string): string {
   return `${v >= 100 ? v.toFixed(0) : v.toPrecision(3)} ${unit}`;
 }
 
-function rss(r: Row): string {
-  const mb = r.figures?.peakRssMB;
-  if (mb === undefined) return "";
-  return `, ${mb >= 1024 ? `${(mb / 1024).toFixed(2)} GB` : `${mb.toFixed(0)} MB`}`;
+/** CPU time per step and peak RSS where the row has them: ", CPU 186 ms, 629 MB". */
+function extras(figures: Record<string, number> | undefined, unit: string): string {
+  const out: string[] = [];
+  if (figures?.cpuMsPerStep !== undefined) out.push(`CPU ${figure(figures.cpuMsPerStep, unit)}`);
+  const mb = figures?.peakRssMB;
+  if (mb !== undefined) out.push(mb >= 1024 ? `${(mb / 1024).toFixed(2)} GB` : `${mb.toFixed(0)} MB`);
+  return out.map((e) => `, ${e}`).join("");
 }
 
 /** The markdown table of these rows. */
@@ -68,10 +71,10 @@ export function renderTable(rows: { bench: string; command: string; row: Row }[]
     "|---|---|---|---|---|---|---|---|",
   ];
   for (const { bench, command, row: r } of rows) {
-    const peer = r.peer ? `${r.peer.name} ${figure(r.peer.value, r.unit)}` : "—";
+    const peer = r.peer ? `${r.peer.name} ${figure(r.peer.value, r.unit)}${extras(r.peer.figures, r.unit)}` : "—";
     const ratio = r.ratio !== undefined ? `${r.ratio.toFixed(2)}x` : "—";
     lines.push(
-      `| \`${command.replace(/^node /, "")}\` (${bench}) | ${r.case} | ${figure(r.value, r.unit)}${rss(r)} | ${peer} | ${ratio} | ${r.date.slice(0, 16).replace("T", " ")} UTC | ${r.machine} | ${r.load.start.toFixed(2)} → ${r.load.end.toFixed(2)} |`,
+      `| \`${command.replace(/^node /, "")}\` (${bench}) | ${r.case} | ${figure(r.value, r.unit)}${extras(r.figures, r.unit)} | ${peer} | ${ratio} | ${r.date.slice(0, 16).replace("T", " ")} UTC | ${r.machine} | ${r.load.start.toFixed(2)} → ${r.load.end.toFixed(2)} |`,
     );
   }
   if (rows.length === 0) lines.push("| — | no results files yet | | | | | | |");

@@ -71,13 +71,15 @@ export { syncJournals } from "./tracking/sync";
 // --- data, backbones, training, evaluation (src/data, src/backbones, src/train, src/eval) ---
 export { type Backbone, LayersBackbone } from "./backbones/backbone";
 export { BatchNorm, type BatchNormOptions } from "./backbones/batchnorm";
+export { Conv2D, type ConvOptions } from "./backbones/conv";
 export { BACKBONES, type BackboneName, type BackboneOptions, createBackbone } from "./backbones/index";
 export { IRESNET_LAYERS, type IResNetOptions, iresnet, iresnetSmall } from "./backbones/iresnet";
 export { type LeNetOptions, lenetPP } from "./backbones/lenet";
 export { type MobileFaceNetOptions, mobileFaceNet, mobileFaceNetSmall } from "./backbones/mobilefacenet";
+export { PReLU } from "./backbones/prelu";
 export { type Dataset, type ImageSample, indicesOfClasses, subset } from "./data/dataset";
-export { decodeImage, encodeImage } from "./data/decode";
-export { type ImageFolderDataset, type ImageFolderOptions, imageFolder } from "./data/image-folder";
+export { decodeImage, decodeImageAt, encodeImage, undecodableReason } from "./data/decode";
+export { type ImageFolderDataset, type ImageFolderOptions, imageFolder, type SkippedImage } from "./data/image-folder";
 export { DATA_TYPES, type DataSpec, openDataset } from "./data/index";
 export { type MnistOptions, mnistDigits } from "./data/mnist-digits";
 export { type NumpyArray, PickleError, unpickle } from "./data/pickle";

@@ -1,6 +1,6 @@
 /** Opening a data source from a plain description (CLI, experiments, notebooks). */
 import { configError, type Dataset } from "./dataset";
-import { imageFolder } from "./image-folder";
+import { type ImageFolderOptions, imageFolder } from "./image-folder";
 import { mnistDigits } from "./mnist-digits";
 import { recordIODataset } from "./recordio";
 import { type SyntheticOptions, syntheticFaces } from "./synthetic";
@@ -9,7 +9,7 @@ export type DataSpec =
   | ({ type: "synthetic" } & SyntheticOptions)
   | { type: "mnist"; perClass?: number; offset?: number }
   | { type: "recordio"; path: string; size?: [number, number]; channels?: 1 | 3; onCorrupt?: "throw" | "skip" }
-  | { type: "folder"; root: string; size?: [number, number]; channels?: 1 | 3 };
+  | ({ type: "folder" } & ImageFolderOptions);
 
 export const DATA_TYPES = ["synthetic", "mnist", "recordio", "folder"] as const;
 
