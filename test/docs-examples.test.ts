@@ -12,8 +12,8 @@ import { test } from "uvu";
 import * as assert from "uvu/assert";
 
 const root = path.join(__dirname, "..");
-const documents = ["README.md", ...readdirSync(path.join(root, "docs")).map((f) => path.join("docs", f))].filter(
-  (f) => f.endsWith(".md"),
+const documents = ["README.md", ...readdirSync(path.join(root, "docs")).map((f) => path.join("docs", f))].filter((f) =>
+  f.endsWith(".md"),
 );
 
 interface Block {
