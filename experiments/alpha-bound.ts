@@ -21,13 +21,13 @@ import { formatStatistic, statisticsTable } from "./analysis";
 import {
   evaluateClosedSet,
   evaluateHeldOut,
-  fit,
+  fitWithSettings,
   heldOutTarMetric,
   makeBackbone,
   round,
   syntheticSplitFromSettings,
 } from "./common";
-import { metricBars } from "./figures";
+import { ciErrorBars, means, metricBars } from "./figures";
 import { numberSetting, numbersSetting } from "./settings";
 import type {
   Ablation,
@@ -135,14 +135,12 @@ async function trainIdentities(config: AlphaBoundConfig, s: Settings, ctx: RunCo
   const currentAlpha = () => (l2 ? l2.currentAlpha() : alpha);
   const effectiveScale = () => currentAlpha() * (l2 ? meanRowNorm(head.weight) : 1);
   try {
-    const fitted = await fit(
+    const fitted = await fitWithSettings(
+      s,
       {
         backbone,
         head,
         data: data.train,
-        steps: numberSetting(s, "steps"),
-        batchSize: numberSetting(s, "batchSize"),
-        lr: numberSetting(s, "lr"),
         seed: ctx.seed,
         extraMetrics: () => ({ alpha: currentAlpha(), effective_scale: effectiveScale() }),
       },
@@ -355,13 +353,8 @@ function summarize(results: Array<ResultOf<AlphaBoundConfig>>, s: Settings, anal
         mode: "lines+markers",
         name: `C=${C} reached`,
         x: alphas,
-        y: reached.map((r) => (r ? round(r.mean) : null)),
-        error_y: {
-          type: "data",
-          symmetric: false,
-          array: reached.map((r) => (r && r.n >= 2 ? round(r.ci[1] - r.mean) : 0)),
-          arrayminus: reached.map((r) => (r && r.n >= 2 ? round(r.mean - r.ci[0]) : 0)),
-        },
+        y: means(reached),
+        error_y: ciErrorBars(reached),
         line: { color },
       });
       traces.push({
@@ -424,13 +417,8 @@ function summarize(results: Array<ResultOf<AlphaBoundConfig>>, s: Settings, anal
         mode: "lines+markers",
         name,
         x: rows.map((c) => round(c.head.alpha / low, 3)),
-        y: st.map((x) => (x ? round(x.mean) : null)),
-        error_y: {
-          type: "data",
-          symmetric: false,
-          array: st.map((x) => (x && x.n >= 2 ? round(x.ci[1] - x.mean) : 0)),
-          arrayminus: st.map((x) => (x && x.n >= 2 ? round(x.mean - x.ci[0]) : 0)),
-        },
+        y: means(st),
+        error_y: ciErrorBars(st),
       };
     };
     figures.push({

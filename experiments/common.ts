@@ -157,6 +157,18 @@ export async function fit(o: FitOptions, ctx: RunContext): Promise<FitResult> {
   };
 }
 
+/** fit() with the settings' `steps`, `batchSize` and `lr`. */
+export function fitWithSettings(
+  s: Settings,
+  o: Omit<FitOptions, "steps" | "batchSize" | "lr">,
+  ctx: RunContext,
+): Promise<FitResult> {
+  return fit(
+    { steps: numberSetting(s, "steps"), batchSize: numberSetting(s, "batchSize"), lr: numberSetting(s, "lr"), ...o },
+    ctx,
+  );
+}
+
 /** The metric name of TAR at a FAR: tar_far_1e-3. */
 export function tarMetric(far: number): string {
   return `tar_far_${far.toExponential(0).replace("e+", "e")}`;

@@ -8,6 +8,23 @@ import type { Analysis, ResultOf, SummaryFigure } from "./types";
 
 const r4 = (v: number) => (Number.isFinite(v) ? Number(v.toFixed(4)) : null);
 
+type Stat = { mean: number; ci: [number, number]; n: number } | undefined;
+
+/** Plotly's asymmetric error bars from 95 % intervals (none below two seeds). */
+export function ciErrorBars(stats: Stat[]): Record<string, unknown> {
+  return {
+    type: "data",
+    symmetric: false,
+    array: stats.map((s) => (s && s.n >= 2 ? r4(s.ci[1] - s.mean) : 0)),
+    arrayminus: stats.map((s) => (s && s.n >= 2 ? r4(s.mean - s.ci[0]) : 0)),
+  };
+}
+
+/** The means of the stats, rounded (null where missing). */
+export function means(stats: Stat[]): Array<number | null> {
+  return stats.map((s) => (s ? r4(s.mean) : null));
+}
+
 /** Bars of a metric's mean over healthy seeds, error bars from the 95 % interval, collapsed seeds named. */
 export function metricBars(
   a: Analysis,
@@ -27,14 +44,9 @@ export function metricBars(
         {
           type: "bar",
           x: configs.map((c) => c.label),
-          y: stats.map((s) => r4(s.mean)),
+          y: means(stats),
           text,
-          error_y: {
-            type: "data",
-            symmetric: false,
-            array: stats.map((s) => (s.n >= 2 ? r4(s.ci[1] - s.mean) : 0)),
-            arrayminus: stats.map((s) => (s.n >= 2 ? r4(s.mean - s.ci[0]) : 0)),
-          },
+          error_y: ciErrorBars(stats),
           hovertemplate: "%{x}: %{y} (95 % CI over seeds)<br>%{text}<extra></extra>",
         },
       ],
@@ -67,14 +79,8 @@ export function rocFigure(results: ResultOf[], o: { name: string; title: string;
       mode: "lines",
       name: `${label} (n = ${runs.length})`,
       x: far,
-      y: stats.map((s) => r4(s.mean)),
-      error_y: {
-        type: "data",
-        symmetric: false,
-        array: stats.map((s) => (s.n >= 2 ? r4(s.ci[1] - s.mean) : 0)),
-        arrayminus: stats.map((s) => (s.n >= 2 ? r4(s.mean - s.ci[0]) : 0)),
-        thickness: 1,
-      },
+      y: means(stats),
+      error_y: { ...ciErrorBars(stats), thickness: 1 },
     });
   }
   return {

@@ -25,6 +25,7 @@ import {
   evaluateClosedSet,
   evaluateHeldOut,
   fit,
+  fitWithSettings,
   heldOutTarMetric,
   MNIST_NORMALIZE,
   makeBackbone,
@@ -426,18 +427,7 @@ async function runVerify(config: MarginsConfig, ctx: Parameters<Ablation<Margins
     seed: ctx.seed,
   });
   try {
-    const fitted = await fit(
-      {
-        backbone,
-        head,
-        data: data.train,
-        steps: numberSetting(s, "steps"),
-        batchSize: numberSetting(s, "batchSize"),
-        lr: numberSetting(s, "lr"),
-        seed: ctx.seed,
-      },
-      ctx,
-    );
+    const fitted = await fitWithSettings(s, { backbone, head, data: data.train, seed: ctx.seed }, ctx);
     const held = await evaluateHeldOut(backbone, data.test, {
       losses: fitted.lossHistory.map((h) => h.loss),
       seed: ctx.seed,
