@@ -49,7 +49,13 @@ function staticChecks() {
   return [ok, bad];
 }
 
-const files = testFiles(path.join(root, "test")).filter((f) => !pattern || pattern.test(path.relative(root, f)));
+// Opt-in suites (README, "Tests"): they install system packages (PostgreSQL, Slurm) and take minutes, so
+// `npm test` leaves them out; `npm run test:cluster` (MARGINLAB_CLUSTER_TESTS=1) runs them.
+const OPT_IN = /^test\/cluster-(postgres|slurm)\.test\.ts$/;
+const optIn = process.env.MARGINLAB_CLUSTER_TESTS === "1";
+const files = testFiles(path.join(root, "test"))
+  .filter((f) => !pattern || pattern.test(path.relative(root, f)))
+  .filter((f) => optIn || !OPT_IN.test(path.relative(root, f)));
 let passed = 0;
 let failed = 0;
 const failedFiles = [];
