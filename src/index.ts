@@ -1,6 +1,8 @@
 /**
- * marginlab's public API: re-exports only. Importing it loads the native TensorFlow backend
- * (src/backend.ts) and fails with the fix if none loads.
+ * marginlab's public API: re-exports only, the names a user of the library needs (heads, head steps,
+ * backbones, data, train, evaluation, tracking, notebook helpers). Internals (kernels, layers, readers'
+ * parts, batching, hashing) stay reachable from their own modules. Importing it loads the native
+ * TensorFlow backend (src/backend.ts) and fails with the fix if none loads.
  */
 export type { BackendInfo } from "./backend";
 export { backendInfo, tf } from "./backend";
@@ -12,15 +14,7 @@ export { CombinedMargin, type CombinedMarginOptions } from "./losses/combined-ma
 export { CosFace, type CosFaceOptions } from "./losses/cosface";
 export { createHead, HEADS, type HeadSpec, type HeadType } from "./losses/create";
 export type { CommonHeadOptions } from "./losses/cosine-head";
-export {
-  type ExclusiveForm,
-  type ExclusiveOptions,
-  exclusiveDense,
-  exclusiveRegularization,
-  exclusiveStochastic,
-  exclusiveTiled,
-  nearestOtherRows,
-} from "./losses/exclusive";
+export { type ExclusiveForm, type ExclusiveOptions, exclusiveRegularization } from "./losses/exclusive";
 export type { CosineHead, Head, HeadOptions } from "./losses/head";
 export { L2Softmax, type L2SoftmaxOptions } from "./losses/l2-softmax";
 export type { CosineMargin } from "./losses/margin-kernel";
@@ -33,7 +27,6 @@ export {
   type PartialFCSemantics,
   type PartialFCStepResult,
 } from "./losses/partial-fc";
-export { type ActiveSet, numSampled, selectActive, selectWithScores } from "./losses/partial-fc-sampling";
 export { FusedHeadStep, type FusedHeadStepOptions } from "./losses/fused-step";
 export { alphaLow, cosFaceScaleBound, DEFAULT_TARGET_PROBABILITY, scaleBound } from "./losses/scale";
 export { Softmax, type SoftmaxOptions } from "./losses/softmax";
@@ -46,14 +39,11 @@ export { type LossWarning, type LossWarningListener, onLossWarning } from "./los
 // --- tracking (src/tracking/) ---
 export type { PlotlyFigure } from "./plots/html";
 export { closeFigureRenderer, figureHtml, figurePng } from "./plots/html";
-export type { BatchPayload, Experiment, Metric, MlflowRun, RunInfo, RunStatus } from "./tracking/client";
+export type { Experiment, Metric, MlflowRun, RunInfo, RunStatus } from "./tracking/client";
 export { MlflowClient } from "./tracking/client";
-export type { TrackingConfig } from "./tracking/config";
-export { trackingConfigFromEnv } from "./tracking/config";
 export { trackingClient } from "./tracking/connect";
 export { ensureEmbeddedServer, stopEmbeddedServer } from "./tracking/embedded";
 export { MlflowHttpError, MlflowNetworkError } from "./tracking/http";
-export { configHash, flattenConfig } from "./tracking/params";
 export type { EndOptions, FigureResult, RunEndResult, StartRunOptions, TableRows } from "./tracking/run";
 export { Run, startRun, withRun } from "./tracking/run";
 export { JournalError } from "./tracking/journal";
@@ -63,26 +53,20 @@ export { RejectedItemError, RunUnavailableError } from "./tracking/sender";
 export { startMlflowServer } from "./tracking/server";
 export type { ImageSource } from "./tracking/images";
 export type { SystemMetricsOptions } from "./tracking/system-metrics";
-export { SystemMetricsMonitor } from "./tracking/system-metrics";
 export type { SweepOptions, SweepResult } from "./tracking/sweep";
 export { runSweep } from "./tracking/sweep";
 export { syncJournals } from "./tracking/sync";
 
 // --- data, backbones, training, evaluation (src/data, src/backbones, src/train, src/eval) ---
-export { type Backbone, LayersBackbone } from "./backbones/backbone";
-export { BatchNorm, type BatchNormOptions } from "./backbones/batchnorm";
-export { Conv2D, type ConvOptions } from "./backbones/conv";
+export type { Backbone } from "./backbones/backbone";
 export { BACKBONES, type BackboneName, type BackboneOptions, createBackbone } from "./backbones/index";
-export { IRESNET_LAYERS, type IResNetOptions, iresnet, iresnetSmall } from "./backbones/iresnet";
+export { type IResNetOptions, iresnet, iresnetSmall } from "./backbones/iresnet";
 export { type LeNetOptions, lenetPP } from "./backbones/lenet";
 export { type MobileFaceNetOptions, mobileFaceNet, mobileFaceNetSmall } from "./backbones/mobilefacenet";
-export { PReLU } from "./backbones/prelu";
 export { type Dataset, type ImageSample, indicesOfClasses, subset } from "./data/dataset";
-export { decodeImage, decodeImageAt, encodeImage, undecodableReason } from "./data/decode";
 export { type ImageFolderDataset, type ImageFolderOptions, imageFolder, type SkippedImage } from "./data/image-folder";
 export { DATA_TYPES, type DataSpec, openDataset } from "./data/index";
 export { type MnistOptions, mnistDigits } from "./data/mnist-digits";
-export { type NumpyArray, PickleError, unpickle } from "./data/pickle";
 export {
   type AugmentOptions,
   type Batch,
@@ -91,28 +75,15 @@ export {
   evalBatches,
   type PipelineOptions,
 } from "./data/pipeline";
-export {
-  IndexedRecordIO,
-  type IRHeader,
-  RECORDIO_MAGIC,
-  type RecordIODataset,
-  RecordIOError,
-  type RecordIOOptions,
-  recordIODataset,
-  unpackRecord,
-} from "./data/recordio";
-export { hashInts, permutation, Rng } from "./data/rng";
+export { type RecordIODataset, RecordIOError, type RecordIOOptions, recordIODataset } from "./data/recordio";
 export {
   DEGRADATIONS,
   type Degradation,
-  faceSvg,
-  identityParams,
   type LabelNoise,
   type LongTail,
   type SyntheticDataset,
   type SyntheticOptions,
   syntheticFaces,
-  syntheticHash,
 } from "./data/synthetic";
 export { loadVerificationBin, type VerificationBinOptions, type VerificationSet } from "./data/verification-bin";
 export { type Embeddings, type EmbedOptions, embedDataset } from "./eval/embed";
@@ -123,33 +94,26 @@ export {
   type CentreStats,
   centreSeparation,
   featureCentres,
-  toRows,
 } from "./eval/separability";
+export { type CollapseReason, detectCollapse } from "./eval/collapse";
+export { meanInterval, pairedTTest, verdictOf, wilcoxonSignedRank } from "./eval/stats";
 export {
-  evaluatePairs,
   kfoldAccuracy,
-  makePairs,
   type RocCurve,
   rocCurve,
   tarAtFar,
   type VerificationResult,
+  verifyAllPairs,
   verifyPairs,
 } from "./eval/verification";
 export { type BackboneVerification, verifyDataset, verifySet } from "./eval/verify";
-export {
-  evaluateEvery,
-  type MetricsTracker,
-  metricsRecord,
-  notebookProgress,
-  progressBar,
-  trackerCallback,
-} from "./train/callbacks";
+export { evaluateEvery, type MetricsTracker, notebookProgress, progressBar, trackerCallback } from "./train/callbacks";
 export { AutodiffHeadStep, type AutodiffHeadStepOptions } from "./train/autodiff-step";
 export { CheckpointError, type CheckpointState, readCheckpoint, resolveCheckpoint } from "./train/checkpoint";
 export { type ConvergenceReport, convergence } from "./train/convergence";
 export type { HeadStep, HeadStepKind, HeadStepResult, HeadStepState, PreparedHeadStep } from "./train/head-step";
 export { OPTIMIZERS, type OptimizerConfig } from "./train/optimizers";
-export { learningRate, SCHEDULES, type Schedule } from "./train/schedules";
+export { SCHEDULES, type Schedule } from "./train/schedules";
 export {
   checkpointEvery,
   type HeadStepChoice,
@@ -165,8 +129,7 @@ export {
 } from "./train/trainer";
 
 // --- experiments and notebooks (src/notebook/display.ts, src/plots/inline.ts; ablations live in experiments/) ---
-export { LiveProgress, showFigure, showHtml, showMarkdown, showTable, tableHtml } from "./notebook/display";
-export { formatDuration, type ProgressView, progressHtml, progressText, TextProgress } from "./progress";
+export { LiveProgress, showFigure, showHtml, showMarkdown, showTable } from "./notebook/display";
+export { type ProgressView, TextProgress } from "./progress";
 export type { CompareOptions, CompareTarget, ComparedRun, Comparison, ConfigSummary } from "./notebook/compare";
 export { compareRuns, showComparison } from "./notebook/compare";
-export { inlineFigureHtml, plotlyLoaderScript } from "./plots/inline";
