@@ -1,18 +1,14 @@
-// compareRuns: a parent run with configuration children and per-seed grandchildren (the ablations'
-// layout), or a whole experiment, read from a real MLflow server into a table and a figure with error
-// bars across seeds; shown in the real kernel through the project's notebook executor.
-import { mkdirSync, rmSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { compareRuns, showComparison } from "../src/notebook/compare";
-import { executeNotebook, textOf } from "../src/notebook/execute";
+import { textOf } from "../src/notebook/execute";
 import { startRun } from "../src/tracking/run";
 import type { MlflowServer } from "../src/tracking/server";
 import { removeTempDirs, startServer, tempDir } from "./tracking-helpers";
+import { removeNotebookDirs, runCell } from "./workflow-helpers";
 
-const root = path.join(__dirname, "..");
-const nbDir = path.join(root, "test", `.tmp-compare-${process.pid}`);
+const _root = path.join(__dirname, "..");
 let server: MlflowServer & { dir: string };
 let parentId: string;
 const journalDir = tempDir("journal");
@@ -59,7 +55,7 @@ test.before(async () => {
 });
 test.after(async () => {
   await server?.stop();
-  rmSync(nbDir, { recursive: true, force: true });
+  removeNotebookDirs();
   removeTempDirs();
 });
 
@@ -129,28 +125,10 @@ test("an experiment: every run; parallel coordinates over the leaves; clear erro
 });
 
 test("in the kernel: showComparison displays the table and the figure", async () => {
-  mkdirSync(nbDir, { recursive: true });
-  const notebook = path.join(nbDir, "compare.ipynb");
   const source = `import { compareRuns, showComparison } from "./src/notebook/compare";
 const c = await compareRuns({ parentRunId: ${JSON.stringify(parentId)} }, { metric: "test_accuracy" });
 console.log("shown=" + showComparison(c, { title: "margins" }));`;
-  writeFileSync(
-    notebook,
-    JSON.stringify({
-      cells: [{ cell_type: "code", execution_count: null, metadata: {}, outputs: [], source }],
-      metadata: { kernelspec: { name: "marginlab", display_name: "TypeScript (marginlab)", language: "typescript" } },
-      nbformat: 4,
-      nbformat_minor: 5,
-    }),
-  );
-  // This checkout's kernel spec, first on JUPYTER_PATH (the shared venv's spec may name another checkout).
-  const jupyterPath = tempDir("jupyter");
-  const { writeKernelSpec } = await import(path.join(root, "scripts", "setup", "kernel-spec.mjs"));
-  writeKernelSpec(jupyterPath);
-  const executed = await executeNotebook(notebook, {
-    env: { MLFLOW_TRACKING_URI: server.url, JUPYTER_PATH: jupyterPath },
-    cellTimeoutSeconds: 120,
-  });
+  const executed = await runCell("compare", source, { MLFLOW_TRACKING_URI: server.url });
   const outputs = executed.cells[0].outputs ?? [];
   const html = outputs.map((o) => textOf(o.data?.["text/html"] as string | string[] | undefined)).join("\n");
   assert.match(outputs.map((o) => textOf(o.text)).join(""), /shown=true/);

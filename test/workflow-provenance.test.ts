@@ -2,29 +2,27 @@
 // tracked; Ctrl-C during a tracked command. Against a real MLflow server, read back with MLflow's
 // Python client; the notebook run goes through the project's headless executor and the real kernel.
 import { execFileSync, spawn } from "node:child_process";
-import { mkdirSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import sharp from "sharp";
 import { test } from "uvu";
 import * as assert from "uvu/assert";
-import { executeNotebook } from "../src/notebook/execute";
 import { projectRoot } from "../src/project";
 import type { MlflowServer } from "../src/tracking/server";
 import { python, removeTempDirs, startServer, tempDir } from "./tracking-helpers";
+import { interruptCli, removeNotebookDirs, runCell } from "./workflow-helpers";
 
 const root = path.join(__dirname, "..");
 const tsx = path.join(root, "node_modules", "tsx", "dist", "cjs", "index.cjs");
 let server: MlflowServer & { dir: string };
 const journalDir = tempDir("journal");
-// Inside the checkout (untracked, removed after) so the kernel's notebook lies in this repository.
-const nbDir = path.join(root, "test", `.tmp-provenance-${process.pid}`);
 
 test.before(async () => {
   server = await startServer();
 });
 test.after(async () => {
   await server?.stop();
-  rmSync(nbDir, { recursive: true, force: true });
+  removeNotebookDirs();
   removeTempDirs();
 });
 
@@ -226,39 +224,17 @@ test("--skip-bad-images: a corrupt JPEG in an image folder is skipped, counted, 
 });
 
 test("Ctrl-C during marginlab train: the run ends KILLED, the report says what was saved, exit 130", async () => {
-  const child = spawn(
-    process.execPath,
-    [
-      path.join(root, "bin", "marginlab.cjs"),
-      "train",
-      ...small,
-      "--steps",
-      "100000",
-      "--experiment",
-      "cli-train",
-    ].concat(["--name", "interrupted", "--checkpoint", tempDir("ck"), "--every", "1000"]),
-    {
-      cwd: tempDir("cwd"),
-      env: { ...process.env, TF_CPP_MIN_LOG_LEVEL: "2", MLFLOW_TRACKING_URI: server.url },
-      stdio: ["ignore", "pipe", "pipe"],
-    },
+  const { code, err } = await interruptCli(
+    ["train", ...small, "--steps", "100000", "--experiment", "cli-train", "--name", "interrupted"].concat([
+      "--checkpoint",
+      tempDir("ck"),
+      "--every",
+      "1000",
+    ]),
+    /backbone .* parameters/, // the run exists and training starts
+    { MLFLOW_TRACKING_URI: server.url },
+    4000,
   );
-  let err = "";
-  const result = new Promise<number | null>((resolve) => child.on("close", (code) => resolve(code)));
-  await new Promise<void>((resolve, reject) => {
-    const guard = setTimeout(() => reject(new Error(`training did not start: ${err}`)), 120_000);
-    child.stderr.on("data", (d) => {
-      err += d;
-      // the run exists and training starts
-      if (/backbone .* parameters/.test(err)) {
-        clearTimeout(guard);
-        resolve();
-      }
-    });
-  });
-  await new Promise((resolve) => setTimeout(resolve, 4000));
-  child.kill("SIGINT");
-  const code = await result;
   assert.is(code, 130, err);
   assert.match(err, /interrupted \(SIGINT\); ending the runs KILLED/);
   assert.match(err, /run [0-9a-f]{32}: ended KILLED, everything logged is on the MLflow server/);
@@ -269,29 +245,11 @@ test("Ctrl-C during marginlab train: the run ends KILLED, the report says what w
 });
 
 test("Ctrl-C during marginlab ablate: parent and open child end KILLED, finished children stay, exit 130", async () => {
-  const child = spawn(
-    process.execPath,
-    [path.join(root, "bin", "marginlab.cjs"), "ablate", "margins", "--preset", "smoke"],
-    {
-      cwd: tempDir("cwd"),
-      env: { ...process.env, TF_CPP_MIN_LOG_LEVEL: "2", MLFLOW_TRACKING_URI: server.url },
-      stdio: ["ignore", "pipe", "pipe"],
-    },
+  const { code, err } = await interruptCli(
+    ["ablate", "margins", "--preset", "smoke"],
+    /\] +\d+% 1\/\d+ /, // the first configuration is done
+    { MLFLOW_TRACKING_URI: server.url },
   );
-  let err = "";
-  const result = new Promise<number | null>((resolve) => child.on("close", (code) => resolve(code)));
-  await new Promise<void>((resolve, reject) => {
-    const guard = setTimeout(() => reject(new Error(`no configuration finished: ${err}`)), 180_000);
-    child.stderr.on("data", (d) => {
-      err += d;
-      if (/\] +\d+% 1\/\d+ /.test(err)) {
-        clearTimeout(guard);
-        resolve();
-      }
-    });
-  });
-  child.kill("SIGINT");
-  const code = await result;
   assert.is(code, 130, err);
   assert.match(err, /marginlab ablate: interrupted \(SIGINT\)/);
   assert.match(err, /ended KILLED/);
@@ -311,38 +269,19 @@ print(json.dumps({"statuses": {r.info.run_name: r.info.status for r in runs}}))
 });
 
 test("a notebook run: NOTEBOOK with the notebook's path (JPY_SESSION_NAME from the executor) and git facts", async () => {
-  mkdirSync(nbDir, { recursive: true });
-  const notebook = path.join(nbDir, "provenance.ipynb");
-  // tslab compiles relative imports only, from the kernel's folder (the project root).
   const source = `import { startRun } from "./src/tracking/run";
 const run = await startRun({ experiment: "provenance", name: "from-notebook", journalDir: ${JSON.stringify(journalDir)}, systemMetrics: false });
 run.logMetric("x", 1);
 const end = await run.end();
 console.log("pending=" + end.pending);`;
-  writeFileSync(
-    notebook,
-    JSON.stringify({
-      cells: [{ cell_type: "code", execution_count: null, metadata: {}, outputs: [], source }],
-      metadata: { kernelspec: { name: "marginlab", display_name: "TypeScript (marginlab)", language: "typescript" } },
-      nbformat: 4,
-      nbformat_minor: 5,
-    }),
-  );
-  // This checkout's kernel spec, first on JUPYTER_PATH (the shared venv's spec may name another checkout).
-  const jupyterPath = tempDir("jupyter");
-  const { writeKernelSpec } = await import(path.join(root, "scripts", "setup", "kernel-spec.mjs"));
-  writeKernelSpec(jupyterPath);
-  const executed = await executeNotebook(notebook, {
-    env: { MLFLOW_TRACKING_URI: server.url, JUPYTER_PATH: jupyterPath },
-    cellTimeoutSeconds: 120,
-  });
+  const executed = await runCell("provenance", source, { MLFLOW_TRACKING_URI: server.url });
   const printed = (executed.cells[0].outputs ?? [])
     .map((o) => (Array.isArray(o.text) ? o.text.join("") : (o.text ?? "")))
     .join("");
   assert.match(printed, /pending=0/);
   const run = await readRun("from-notebook", "provenance");
   assert.is(run.tags["mlflow.source.type"], "NOTEBOOK");
-  assert.is(run.tags["mlflow.source.name"], notebook);
+  assert.is(run.tags["mlflow.source.name"], executed.notebook);
   assert.is(run.tags["mlflow.source.git.commit"], gitHead(root));
   assert.is(run.tags["mlflow.source.git.branch"], gitBranch(root));
 });
