@@ -93,7 +93,7 @@ export function choosePackage(env: NodeJS.ProcessEnv): { pkg: BackendPackage; re
     }
     if (!cudaDeviceVisible(env)) {
       throw new BackendError(
-        `MARGINLAB_BACKEND=gpu but no CUDA device is visible (the NVIDIA driver lists none under /proc/driver/nvidia/gpus, or CUDA_VISIBLE_DEVICES=${JSON.stringify(env.CUDA_VISIBLE_DEVICES ?? "")} hides them). Unset MARGINLAB_BACKEND (or set it to cpu) to run on the CPU; MARGINLAB_BACKEND=tfjs-node-gpu runs the GPU build on the CPU.`,
+        `MARGINLAB_BACKEND=gpu but no CUDA device is visible (${env.CUDA_VISIBLE_DEVICES === undefined ? "the NVIDIA driver lists none under /proc/driver/nvidia/gpus" : `CUDA_VISIBLE_DEVICES=${JSON.stringify(env.CUDA_VISIBLE_DEVICES)} hides them`}). Unset MARGINLAB_BACKEND (or set it to cpu) to run on the CPU; MARGINLAB_BACKEND=tfjs-node-gpu runs the GPU build on the CPU.`,
       );
     }
     requireCudaOnLoaderPath(env);
