@@ -12,16 +12,14 @@ import { imageFolder, type SkippedImage } from "../data/image-folder";
 import { type DataSpec, openDataset } from "../data/index";
 import { loadVerificationBin } from "../data/verification-bin";
 import { verifyDataset, verifySet } from "../eval/verify";
-import { ArcFace } from "../losses/arcface";
-import { CosFace } from "../losses/cosface";
+import { createHead, type HeadSpec } from "../losses/create";
 import type { Head } from "../losses/head";
-import { NormFace } from "../losses/normface";
-import { Softmax } from "../losses/softmax";
 import { type Run, type RunEndResult, startRun } from "../tracking/run";
 import { progressBar, trackerCallback } from "../train/callbacks";
 import type { OptimizerConfig } from "../train/optimizers";
 import type { Schedule } from "../train/schedules";
-import { type TrainCallback, train } from "../train/trainer";
+import { train } from "../train/trainer";
+import { ConfigError } from "../validate";
 import { interruptNotes } from "./interrupt";
 
 export const summary = "train a backbone + head (synthetic, MNIST, RecordIO or image folder) and report verification";
@@ -83,6 +81,9 @@ function parse(args: string[]): Record<string, string> {
   return out;
 }
 
+/** The --head choices; the head itself comes from createHead, the one place heads are built from data. */
+const CLI_HEADS = ["arcface", "cosface", "normface", "softmax"] as const;
+
 function makeHead(
   name: string,
   numClasses: number,
@@ -90,20 +91,12 @@ function makeHead(
   o: Record<string, string>,
   seed: number,
 ): Head {
-  const s = o.s !== undefined ? Number(o.s) : undefined;
-  const m = o.m !== undefined ? Number(o.m) : undefined;
-  switch (name) {
-    case "arcface":
-      return new ArcFace({ numClasses, embeddingDim, s, m, seed });
-    case "cosface":
-      return new CosFace({ numClasses, embeddingDim, s, m, seed });
-    case "normface":
-      return new NormFace({ numClasses, embeddingDim, s, seed });
-    case "softmax":
-      return new Softmax({ numClasses, embeddingDim, seed });
-    default:
-      throw new Error(`--head = "${name}" is not valid: allowed are arcface, cosface, normface, softmax`);
-  }
+  if (!(CLI_HEADS as readonly string[]).includes(name))
+    throw new ConfigError("marginlab train", "--head", name, `allowed are ${CLI_HEADS.join(", ")}`);
+  const margin: Record<string, number> = {};
+  if (o.s !== undefined && name !== "softmax") margin.s = Number(o.s);
+  if (o.m !== undefined && (name === "arcface" || name === "cosface")) margin.m = Number(o.m);
+  return createHead({ type: name, numClasses, embeddingDim, seed, ...margin } as HeadSpec);
 }
 
 export async function run(args: string[]): Promise<number> {
@@ -293,7 +286,7 @@ async function trainAndReport(p: Prepared): Promise<number> {
       seed,
       resume: o.resume,
       checkpoint: o.checkpoint ? { dir: o.checkpoint, every: num("every", 100) } : undefined,
-      callbacks: [progressBar(process.stderr), ...(tracked ? [trackerCallback(tracked)] : []), yieldEachStep],
+      callbacks: [progressBar(process.stderr), ...(tracked ? [trackerCallback(tracked)] : [])],
     });
     const last = r.history.at(-1);
     // Final metrics at step 0 under final/, as the ablations' children report theirs.
@@ -341,14 +334,6 @@ async function trainAndReport(p: Prepared): Promise<number> {
     head.dispose();
   }
 }
-
-/**
- * A step whose data is already in memory never leaves the microtask queue, so neither Ctrl-C's
- * handler nor the tracker's background sending would run until training ends: yield once a step.
- */
-const yieldEachStep: TrainCallback = {
-  onStep: () => new Promise<void>((resolve) => setImmediate(resolve)),
-};
 
 /** Where the run's data is: on the server, or (partly) in the journal for `marginlab sync`. */
 function reportEnd(end: RunEndResult): void {

@@ -401,6 +401,9 @@ export async function train(config: TrainConfig): Promise<TrainResult> {
     let images = 0;
     const clipAll = config.clipScope === "all";
     while (step < totalSteps && !stopped) {
+      // Hand the event loop a turn each step: with in-memory data nothing else would, and the tracker's
+      // background sending, timers and Ctrl-C handlers would wait until training ends.
+      await new Promise<void>((resolve) => setImmediate(resolve));
       const batch = await stream.next();
       const s0 = performance.now();
       const lr = learningRate(config.schedule, baseLr, step, totalSteps);
