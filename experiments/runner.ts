@@ -409,6 +409,30 @@ function runTaskWithProgress(
   });
 }
 
+/** Runs a task into its run (when tracking): FINISHED with its result, or FAILED and rethrown. */
+async function runAndRecord(
+  ablation: AnyAblation,
+  plan: Plan,
+  task: Task,
+  run: Run | undefined,
+  emit: Parameters<typeof runTaskWithProgress>[4],
+): Promise<ResultOf> {
+  let r: ResultOf;
+  try {
+    r = await runTaskWithProgress(ablation, plan, task, run, emit);
+    checkNoCollision(
+      configParams(task.config, plan.settings),
+      r.result.metrics,
+      `ablation "${ablation.name}", configuration "${task.config.label}"`,
+    );
+  } catch (error) {
+    await run?.end("FAILED");
+    throw error;
+  }
+  if (run) await recordTask(run, task, r);
+  return r;
+}
+
 function progressEmitter(total: number, onProgress: ((p: Progress) => void) | undefined, t0: number) {
   let lastFraction = 0;
   return (p: Omit<Progress, "fraction" | "elapsedSeconds" | "etaSeconds" | "total">, fraction: number) => {
@@ -444,19 +468,7 @@ export async function runAblation(
       }
       const grandchild = child ? await child.child(taskOptions(plan, task, parent?.id)) : undefined;
       if (grandchild?.id) taskRunIds.push(grandchild.id);
-      let r: ResultOf;
-      try {
-        r = await runTaskWithProgress(ablation, plan, task, grandchild, emit);
-        checkNoCollision(
-          configParams(task.config, plan.settings),
-          r.result.metrics,
-          `ablation "${ablation.name}", configuration "${task.config.label}"`,
-        );
-      } catch (error) {
-        await grandchild?.end("FAILED");
-        throw error;
-      }
-      if (grandchild) await recordTask(grandchild, task, r);
+      const r = await runAndRecord(ablation, plan, task, grandchild, emit);
       results.push(r);
       const label = `${task.config.label} seed ${task.seed}`;
       const metrics = r.result.metrics;
@@ -674,19 +686,7 @@ export async function runPlannedTask(
   const superseded = previous.map((r) => r.info.run_id);
   for (const old of superseded) await p.client.setTag(old, SUPERSEDED_BY, runId);
   const emit = progressEmitter(plan.tasks.length, options.onProgress, performance.now());
-  let r: ResultOf;
-  try {
-    r = await runTaskWithProgress(ablation, plan, task, run, emit);
-    checkNoCollision(
-      configParams(task.config, plan.settings),
-      r.result.metrics,
-      `ablation "${ablation.name}", configuration "${task.config.label}"`,
-    );
-  } catch (error) {
-    await run.end("FAILED");
-    throw error;
-  }
-  await recordTask(run, task, r);
+  const r = await runAndRecord(ablation, plan, task, run, emit);
   return { task, skipped: false, runId, superseded, result: r };
 }
 
