@@ -150,8 +150,10 @@ export function checkSettingRange(key: string, value: SettingValue): void {
     if (typeof v !== "number") continue;
     if (!inRange(v, range)) {
       const shown = Array.isArray(value) ? value.join(",") : String(value);
-      const each = Array.isArray(value) ? "each element must be " : "";
-      throw new Error(`--set ${key}=${shown}: ${v} is out of range; ${key}: ${each}${describeRange(range)}.`);
+      const allowed = Array.isArray(value)
+        ? `each element of ${key} must be ${describeRange(range)} (${v} is not)`
+        : `${key} must be ${describeRange(range)}`;
+      throw new Error(`--set ${key}=${shown} is not valid: ${allowed}.`);
     }
   }
 }

@@ -16,16 +16,16 @@ test("out-of-range values name the setting, the value and what is allowed", () =
   if (!alpha) throw new Error("alpha-bound missing");
   assert.throws(
     () => resolveSettings(alpha, "smoke", { steps: "-5" }),
-    /--set steps=-5: -5 is out of range; steps: an integer >= 1\./,
+    /--set steps=-5 is not valid: steps must be an integer >= 1\./,
   );
-  assert.throws(() => resolveSettings(alpha, "smoke", { steps: "2.5" }), /steps: an integer >= 1/);
-  assert.throws(() => resolveSettings(alpha, "smoke", { lr: "0" }), /lr: a number > 0/);
-  assert.throws(() => resolveSettings(alpha, "smoke", { seed: "1.5" }), /seed: an integer\./);
+  assert.throws(() => resolveSettings(alpha, "smoke", { steps: "2.5" }), /steps must be an integer >= 1/);
+  assert.throws(() => resolveSettings(alpha, "smoke", { lr: "0" }), /lr must be a number > 0/);
+  assert.throws(() => resolveSettings(alpha, "smoke", { seed: "1.5" }), /seed must be an integer\./);
   assert.throws(
     () => resolveSettings(alpha, "smoke", { freeAlphas: "1,0" }),
-    /freeAlphas=1,0: 0 is out of range; freeAlphas: each element must be a number > 0/,
+    /--set freeAlphas=1,0 is not valid: each element of freeAlphas must be a number > 0 \(0 is not\)/,
   );
-  assert.throws(() => checkSettingRange("degradedFraction", 1.5), /degradedFraction: a number >= 0 and <= 1/);
+  assert.throws(() => checkSettingRange("degradedFraction", 1.5), /degradedFraction must be a number >= 0 and <= 1/);
   assert.equal(resolveSettings(alpha, "smoke", { steps: "1" }).steps, 1);
   checkSettingRange("notARangedSetting", -1e9);
   assert.ok(Object.keys(SETTING_RANGES).length > 40);
