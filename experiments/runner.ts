@@ -684,7 +684,12 @@ export async function runPlannedTask(
     throw new Error("MLflow was not reached: a planned task needs the server (MLFLOW_TRACKING_URI).");
   }
   const superseded = previous.map((r) => r.info.run_id);
-  for (const old of superseded) await p.client.setTag(old, SUPERSEDED_BY, runId);
+  for (const old of previous) {
+    // RUNNING: an attempt that died without ending its run (an index runs once at a time)
+    if (old.info.status === "RUNNING")
+      await p.client.updateRun(old.info.run_id, { status: "KILLED", endTime: Date.now() });
+    await p.client.setTag(old.info.run_id, SUPERSEDED_BY, runId);
+  }
   const emit = progressEmitter(plan.tasks.length, options.onProgress, performance.now());
   const r = await runAndRecord(ablation, plan, task, run, emit);
   return { task, skipped: false, runId, superseded, result: r };

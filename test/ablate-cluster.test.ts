@@ -216,7 +216,13 @@ print(json.dumps(out))
 });
 
 test("summarize of an unfinished plan names the missing tasks and exits 2", async () => {
-  const planned = await planAblation("alpha-bound", { ...opts(), set: SET });
+  const plan = await cli(["ablate", "alpha-bound", ...setArgs, "--plan"]);
+  assert.is(plan.code, 0, plan.err);
+  const lines = plan.out.trim().split("\n");
+  const [n, parentRunId] = (lines.pop() ?? "").split(" ");
+  assert.is(n, "10", "the last line is `N RUN_ID`");
+  assert.is(lines.filter((l) => l.startsWith("npx marginlab ablate alpha-bound")).length, 10);
+  const planned = { parentRunId };
   const r = await cli(["summarize", planned.parentRunId]);
   assert.is(r.code, 2, r.err);
   assert.match(r.err, /10 of 10 tasks have no FINISHED run \(indices 0, 1, 2/);

@@ -216,12 +216,14 @@ async function plan(parsed: Parsed, overrides: Record<string, SettingValue>): Pr
     console.log(JSON.stringify({ parentRunId, url, tasks: commands.length, commands }));
     return 0;
   }
+  const n = planned.commands.length;
   console.log(
-    `parent run ${planned.parentRunId}: ${planned.commands.length} tasks (indices 0..${planned.commands.length - 1})`,
+    `parent run ${planned.parentRunId}: ${n} tasks (0..${n - 1}); then \`npx marginlab summarize ${planned.parentRunId}\``,
   );
   if (planned.url) console.log(`MLflow run: ${planned.url}`);
   for (const c of planned.commands) console.log(c);
-  console.log(`then: npx marginlab summarize ${planned.parentRunId}`);
+  // the last line for shells: N and the parent run id
+  console.log(`${n} ${planned.parentRunId}`);
   return 0;
 }
 
