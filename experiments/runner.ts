@@ -9,8 +9,10 @@
  * metric) -> one grandchild per seed (its curves and final metrics). Progress goes to a callback.
  */
 import { type CollapseCheck, convergenceCheck } from "../src/eval/collapse";
+import type { MlflowClient, MlflowRun } from "../src/tracking/client";
+import { trackingClient } from "../src/tracking/connect";
 import { flattenConfig } from "../src/tracking/params";
-import { type Run, startRun } from "../src/tracking/run";
+import { type Run, type StartRunOptions, startRun } from "../src/tracking/run";
 import { TrainingError } from "../src/train/trainer";
 import { analyze, collapsedTable, configKey, verdictNotes, verdictTable } from "./analysis";
 import { getAblation } from "./registry";
@@ -218,195 +220,554 @@ export function aggregateMetrics(stats: Analysis["configs"][number]): Record<str
   return finiteOnly(out);
 }
 
+// --- the runs' layout (shared by the local run, the planned tasks and summarize) ---
+
+/** Tags the layout is searched by: the run's role and, below the parent, the parent's id. */
+const ROLE = "marginlab.role";
+const ABLATION_RUN = "marginlab.ablationRun";
+/** On a FAILED or KILLED task run that a retry replaced: the replacement's id. */
+export const SUPERSEDED_BY = "marginlab.supersededBy";
+/** The artifact a task run holds its whole result in (metrics, curves, collapse): what summarize reads. */
+export const TASK_RESULT_ARTIFACT = "task/result.json";
+
+function commonTags(plan: Plan): Record<string, string> {
+  return { "marginlab.ablation": plan.ablation, "marginlab.preset": plan.preset };
+}
+
+function describeAblation(ablation: AnyAblation, plan: Plan, notes: string[]): string {
+  const head = `**${ablation.title}** (${plan.preset} preset, ${plan.configs.length} configurations x ${plan.seeds.length} seeds)`;
+  return `${head}\n\n${ablation.claim}${notes.length ? `\n\n${notes.map((n) => `- ${n}`).join("\n")}` : ""}`;
+}
+
+function parentOptions(
+  ablation: AnyAblation,
+  plan: Plan,
+  o: RunAblationOptions,
+): StartRunOptions & { tags: Record<string, string> } {
+  return {
+    experiment: o.experiment ?? "marginlab-ablations",
+    name: `${ablation.name}-${plan.preset}`,
+    trackingUri: o.trackingUri,
+    journalDir: o.journalDir,
+    params: settingParams(plan.settings),
+    tags: {
+      ...commonTags(plan),
+      [ROLE]: "ablation",
+      // the overrides as given: a task (--index) rebuilds the same plan from the parent alone
+      "marginlab.set": JSON.stringify(o.set ?? {}),
+      "marginlab.tasks": String(plan.tasks.length),
+      "marginlab.configurations": String(plan.configs.length),
+      "marginlab.seeds": plan.seeds.join(","),
+    },
+    description: describeAblation(ablation, plan, []),
+  };
+}
+
+function childOptions(plan: Plan, configIndex: number, parentId: string | undefined) {
+  const config = plan.configs[configIndex];
+  return {
+    name: config.label,
+    params: configParams(config, plan.settings),
+    hashConfig: false,
+    tags: {
+      ...commonTags(plan),
+      [ROLE]: "configuration",
+      ...(parentId ? { [ABLATION_RUN]: parentId } : {}),
+      "marginlab.configHash": configKey(config),
+      "marginlab.configIndex": String(configIndex),
+    },
+  };
+}
+
+function taskOptions(plan: Plan, task: Task, parentId: string | undefined) {
+  return {
+    name: `${task.config.label} seed ${task.seed}`,
+    params: { ...configParams(task.config, plan.settings), seed: task.seed },
+    hashConfig: false,
+    tags: {
+      ...commonTags(plan),
+      [ROLE]: "task",
+      ...(parentId ? { [ABLATION_RUN]: parentId } : {}),
+      "marginlab.configHash": task.configHash,
+      "marginlab.seed": String(task.seed),
+      "marginlab.task": String(task.index),
+    },
+  };
+}
+
+/** JSON that keeps NaN and +-Infinity (a collapsed run's metrics). */
+function encodeResult(task: Task, r: ResultOf): string {
+  const body = { configHash: task.configHash, seed: r.seed, seconds: r.seconds, result: r.result };
+  return JSON.stringify(body, (_k, v) => (typeof v === "number" && !Number.isFinite(v) ? { $number: String(v) } : v));
+}
+
+function decodeResult(text: string, task: Task, where: string): ResultOf {
+  const body = JSON.parse(text, (_k, v) => (v && typeof v === "object" && "$number" in v ? Number(v.$number) : v));
+  if (body.configHash !== task.configHash || body.seed !== task.seed)
+    throw new Error(`${where}: ${TASK_RESULT_ARTIFACT} is of another task (configuration hash or seed differ).`);
+  return { config: task.config, seed: task.seed, result: body.result as ConfigResult, seconds: body.seconds };
+}
+
+/** Logs a finished task's final metrics, collapse tag and whole result to its run, and ends it FINISHED. */
+async function recordTask(run: Run, task: Task, r: ResultOf): Promise<void> {
+  const final = finiteOnly(r.result.metrics);
+  if (r.result.lossHistory && r.result.lossHistory.length >= 2)
+    final.convergence_last10pct_improvement = convergenceCheck(r.result.lossHistory).relativeImprovement;
+  run.logMetrics(finiteOnly(final), 0);
+  if (r.result.collapse?.collapsed) run.setTag("marginlab.collapsed", r.result.collapse.reasons.join(","));
+  run.logArtifact(Buffer.from(encodeResult(task, r)), TASK_RESULT_ARTIFACT);
+  await run.end("FINISHED");
+}
+
+/** The statistics, verdicts, tables, figures and notes of a plan's results (any order). */
+export function summarizeResults(ablation: AnyAblation, plan: Plan, results: ResultOf[]) {
+  const { configs, settings } = plan;
+  const ordered = [...results].sort((a, b) => configs.indexOf(a.config) - configs.indexOf(b.config) || a.seed - b.seed);
+  const analysis = analyze(ordered, ablation.comparisons?.(settings, configs) ?? []);
+  const own = ablation.summarize(ordered, settings, analysis);
+  const computed = [verdictTable(analysis), collapsedTable(analysis)].filter((t) => t.rows.length > 0);
+  const summary: Summary = {
+    tables: [...computed.slice(0, 1), ...own.tables, ...computed.slice(1)],
+    figures: own.figures,
+    notes: [...verdictNotes(analysis), ...own.notes],
+  };
+  return { results: ordered, analysis, summary };
+}
+
+/**
+ * Writes the summary where a local run writes it: each configuration's child gets the across-seed
+ * aggregates (and is ended FINISHED), the parent the tables, figures, verdict tags, metrics and the
+ * description (the caller ends it).
+ */
+async function writeSummary(
+  ablation: AnyAblation,
+  plan: Plan,
+  parent: Run | undefined,
+  children: Array<[number, Run]>,
+  s: ReturnType<typeof summarizeResults>,
+  wallSeconds: number,
+) {
+  const { analysis, summary } = s;
+  const artifacts: string[] = [];
+  const warnings: string[] = [];
+  const childRunIds: string[] = [];
+  for (const [configIndex, child] of [...children].sort((a, b) => a[0] - b[0])) {
+    child.logMetrics(aggregateMetrics(analysis.configs[configIndex]), 0);
+    await child.end("FINISHED");
+    if (child.id) childRunIds.push(child.id);
+  }
+  if (!parent) return { artifacts, warnings, childRunIds };
+  for (const table of summary.tables) artifacts.push(parent.logTable(table.rows, `tables/${table.name}.json`));
+  for (const figure of summary.figures) {
+    const logged = await parent.logFigure(figure.figure, `figures/${figure.name}`);
+    artifacts.push(logged.html);
+    if (logged.png) artifacts.push(logged.png);
+    else if (logged.pngSkipped && !warnings.some((w) => w.startsWith("no PNG")))
+      warnings.push(`no PNG figures: ${logged.pngSkipped}`);
+  }
+  const tags: Record<string, string> = {};
+  const metrics: Record<string, number> = {
+    wall_seconds: wallSeconds,
+    tasks: plan.tasks.length,
+    configurations: plan.configs.length,
+    runs_collapsed: analysis.configs.reduce((n, c) => n + c.collapsed.length, 0),
+    comparisons_held: analysis.comparisons.filter((c) => c.verdict.verdict === "held").length,
+    comparisons_contradicted: analysis.comparisons.filter((c) => c.verdict.verdict === "contradicted").length,
+  };
+  for (const c of analysis.comparisons) {
+    tags[`marginlab.verdict.${c.name}`] = c.verdict.verdict;
+    metrics[`verdict.${c.name}.mean_diff`] = c.verdict.meanDiff;
+    metrics[`verdict.${c.name}.p`] = c.verdict.p;
+  }
+  // the headline: the first comparison's mean difference (what the ablation is about)
+  if (analysis.comparisons.length > 0) metrics.headline_mean_diff = analysis.comparisons[0].verdict.meanDiff;
+  parent.setTags(tags);
+  parent.logMetrics(finiteOnly(metrics), 0);
+  parent.setDescription(describeAblation(ablation, plan, summary.notes));
+  return { artifacts, warnings, childRunIds };
+}
+
+/** Runs one task with the progress callback's view of the whole plan; metrics go to `run` when given. */
+function runTaskWithProgress(
+  ablation: AnyAblation,
+  plan: Plan,
+  task: Task,
+  run: Run | undefined,
+  emit: (p: Omit<Progress, "fraction" | "elapsedSeconds" | "etaSeconds" | "total">, fraction: number) => void,
+): Promise<ResultOf> {
+  const total = plan.tasks.length;
+  const label = `${task.config.label} seed ${task.seed}`;
+  emit({ index: task.index, label, step: 0, steps: 0, phase: "start" }, task.index / total);
+  return runTask(ablation, plan, task, {
+    log(metrics, step = 0) {
+      run?.logMetrics(finiteOnly(metrics), step);
+    },
+    progress(done, steps, message) {
+      const inner = steps > 0 ? done / steps : 0;
+      emit({ index: task.index, label, step: done, steps, phase: "step", message }, (task.index + inner) / total);
+    },
+  });
+}
+
+/** Runs a task into its run (when tracking): FINISHED with its result, or FAILED and rethrown. */
+async function runAndRecord(
+  ablation: AnyAblation,
+  plan: Plan,
+  task: Task,
+  run: Run | undefined,
+  emit: Parameters<typeof runTaskWithProgress>[4],
+): Promise<ResultOf> {
+  let r: ResultOf;
+  try {
+    r = await runTaskWithProgress(ablation, plan, task, run, emit);
+    checkNoCollision(
+      configParams(task.config, plan.settings),
+      r.result.metrics,
+      `ablation "${ablation.name}", configuration "${task.config.label}"`,
+    );
+  } catch (error) {
+    await run?.end("FAILED");
+    throw error;
+  }
+  if (run) await recordTask(run, task, r);
+  return r;
+}
+
+function progressEmitter(total: number, onProgress: ((p: Progress) => void) | undefined, t0: number) {
+  let lastFraction = 0;
+  return (p: Omit<Progress, "fraction" | "elapsedSeconds" | "etaSeconds" | "total">, fraction: number) => {
+    lastFraction = Math.max(lastFraction, Math.min(1, fraction));
+    const e = (performance.now() - t0) / 1000;
+    const eta = lastFraction > 0.02 ? (e / lastFraction) * (1 - lastFraction) : undefined;
+    onProgress?.({ ...p, total, fraction: lastFraction, elapsedSeconds: e, etaSeconds: eta });
+  };
+}
+
 export async function runAblation(
   nameOrAblation: string | AnyAblation,
   options: RunAblationOptions = {},
 ): Promise<AblationRun> {
   const ablation = typeof nameOrAblation === "string" ? getAblation(nameOrAblation) : nameOrAblation;
   const plan = planTasks(ablation, options.preset ?? "smoke", options.set ?? {});
-  const { settings, configs, tasks, preset } = plan;
+  const { tasks, preset } = plan;
   const track = options.track ?? true;
   const t0 = performance.now();
-  const warnings: string[] = [];
-  const artifacts: string[] = [];
-  const results: ResultOf[] = [];
   const elapsed = () => (performance.now() - t0) / 1000;
-  let lastFraction = 0;
-  const emit = (p: Omit<Progress, "fraction" | "elapsedSeconds" | "etaSeconds" | "total">, fraction: number) => {
-    lastFraction = Math.max(lastFraction, Math.min(1, fraction));
-    const e = elapsed();
-    const eta = lastFraction > 0.02 ? (e / lastFraction) * (1 - lastFraction) : undefined;
-    options.onProgress?.({ ...p, total: tasks.length, fraction: lastFraction, elapsedSeconds: e, etaSeconds: eta });
-  };
-  const describe = (notes: string[]) =>
-    `**${ablation.title}** (${preset} preset, ${configs.length} configurations x ${plan.seeds.length} seeds)\n\n${ablation.claim}${notes.length ? `\n\n${notes.map((n) => `- ${n}`).join("\n")}` : ""}`;
+  const emit = progressEmitter(tasks.length, options.onProgress, t0);
 
-  let parent: Run | undefined;
+  const parent = track ? await startRun(parentOptions(ablation, plan, options)) : undefined;
   const children = new Map<number, Run>();
   const taskRunIds: string[] = [];
-  const common = { "marginlab.ablation": ablation.name, "marginlab.preset": preset };
-  if (track) {
-    parent = await startRun({
-      experiment: options.experiment ?? "marginlab-ablations",
-      name: `${ablation.name}-${preset}`,
-      trackingUri: options.trackingUri,
-      journalDir: options.journalDir,
-      params: settingParams(settings),
-      tags: {
-        ...common,
-        "marginlab.tasks": String(tasks.length),
-        "marginlab.configurations": String(configs.length),
-        "marginlab.seeds": plan.seeds.join(","),
-      },
-      description: describe([]),
-    });
-  }
-  const endAll = async (status: "FAILED") => {
-    for (const c of children.values()) await c.end(status, { timeoutMs: 10_000 }).catch(() => undefined);
-    await parent?.end(status, { timeoutMs: 10_000 }).catch(() => undefined);
-  };
+  const results: ResultOf[] = [];
   try {
     for (const task of tasks) {
-      const { config, seed } = task;
-      const params = configParams(config, settings);
       let child = children.get(task.configIndex);
       if (parent && !child) {
-        child = await parent.child({
-          name: config.label,
-          params,
-          hashConfig: false,
-          tags: {
-            ...common,
-            "marginlab.configHash": task.configHash,
-            "marginlab.configIndex": String(task.configIndex),
-          },
-        });
+        child = await parent.child(childOptions(plan, task.configIndex, parent.id));
         children.set(task.configIndex, child);
       }
-      const grandchild = child
-        ? await child.child({
-            name: `${config.label} seed ${seed}`,
-            params: { ...params, seed },
-            hashConfig: false,
-            tags: {
-              ...common,
-              "marginlab.configHash": task.configHash,
-              "marginlab.seed": String(seed),
-              "marginlab.task": String(task.index),
-            },
-          })
-        : undefined;
+      const grandchild = child ? await child.child(taskOptions(plan, task, parent?.id)) : undefined;
       if (grandchild?.id) taskRunIds.push(grandchild.id);
-      const label = `${config.label} seed ${seed}`;
-      emit({ index: task.index, label, step: 0, steps: 0, phase: "start" }, task.index / tasks.length);
-      let r: ResultOf;
-      try {
-        r = await runTask(ablation, plan, task, {
-          log(metrics, step = 0) {
-            grandchild?.logMetrics(finiteOnly(metrics), step);
-          },
-          progress(done, total, message) {
-            const inner = total > 0 ? done / total : 0;
-            emit(
-              { index: task.index, label, step: done, steps: total, phase: "step", message },
-              (task.index + inner) / tasks.length,
-            );
-          },
-        });
-      } catch (error) {
-        await grandchild?.end("FAILED");
-        throw error;
-      }
-      checkNoCollision(params, r.result.metrics, `ablation "${ablation.name}", configuration "${config.label}"`);
-      if (grandchild) {
-        const final = finiteOnly(r.result.metrics);
-        if (r.result.lossHistory && r.result.lossHistory.length >= 2)
-          final.convergence_last10pct_improvement = convergenceCheck(r.result.lossHistory).relativeImprovement;
-        grandchild.logMetrics(finiteOnly(final), 0);
-        if (r.result.collapse?.collapsed) grandchild.setTag("marginlab.collapsed", r.result.collapse.reasons.join(","));
-        await grandchild.end("FINISHED");
-      }
+      const r = await runAndRecord(ablation, plan, task, grandchild, emit);
       results.push(r);
-      emit(
-        { index: task.index, label, step: 1, steps: 1, phase: "done", metrics: r.result.metrics },
-        (task.index + 1) / tasks.length,
-      );
+      const label = `${task.config.label} seed ${task.seed}`;
+      const metrics = r.result.metrics;
+      emit({ index: task.index, label, step: 1, steps: 1, phase: "done", metrics }, (task.index + 1) / tasks.length);
     }
     emit({ index: tasks.length - 1, label: "summary", step: 0, steps: 0, phase: "summary" }, 1);
-    const ordered = [...results].sort(
-      (a, b) => configs.indexOf(a.config) - configs.indexOf(b.config) || a.seed - b.seed,
-    );
-    const comparisons = ablation.comparisons?.(settings, configs) ?? [];
-    const analysis = analyze(ordered, comparisons);
-    const own = ablation.summarize(ordered, settings, analysis);
-    const computed = [verdictTable(analysis), collapsedTable(analysis)].filter((t) => t.rows.length > 0);
-    const summary: Summary = {
-      tables: [...computed.slice(0, 1), ...own.tables, ...computed.slice(1)],
-      figures: own.figures,
-      notes: [...verdictNotes(analysis), ...own.notes],
-    };
-    const childRunIds: string[] = [];
-    for (const [configIndex, child] of [...children.entries()].sort((a, b) => a[0] - b[0])) {
-      child.logMetrics(aggregateMetrics(analysis.configs[configIndex]), 0);
-      await child.end("FINISHED");
-      if (child.id) childRunIds.push(child.id);
-    }
-    if (parent) {
-      for (const table of summary.tables) artifacts.push(parent.logTable(table.rows, `tables/${table.name}.json`));
-      for (const figure of summary.figures) {
-        const logged = await parent.logFigure(figure.figure, `figures/${figure.name}`);
-        artifacts.push(logged.html);
-        if (logged.png) artifacts.push(logged.png);
-        else if (logged.pngSkipped && !warnings.some((w) => w.startsWith("no PNG")))
-          warnings.push(`no PNG figures: ${logged.pngSkipped}`);
-      }
-      const tags: Record<string, string> = {};
-      const metrics: Record<string, number> = {
-        wall_seconds: elapsed(),
-        tasks: tasks.length,
-        configurations: configs.length,
-        runs_collapsed: analysis.configs.reduce((s, c) => s + c.collapsed.length, 0),
-        comparisons_held: analysis.comparisons.filter((c) => c.verdict.verdict === "held").length,
-        comparisons_contradicted: analysis.comparisons.filter((c) => c.verdict.verdict === "contradicted").length,
-      };
-      for (const c of analysis.comparisons) {
-        tags[`marginlab.verdict.${c.name}`] = c.verdict.verdict;
-        metrics[`verdict.${c.name}.mean_diff`] = c.verdict.meanDiff;
-        metrics[`verdict.${c.name}.p`] = c.verdict.p;
-      }
-      // the headline: the first comparison's mean difference (what the ablation is about)
-      if (analysis.comparisons.length > 0) metrics.headline_mean_diff = analysis.comparisons[0].verdict.meanDiff;
-      parent.setTags(tags);
-      parent.logMetrics(finiteOnly(metrics), 0);
-      parent.setDescription(describe(summary.notes));
-    }
+    const s = summarizeResults(ablation, plan, results);
+    const written = await writeSummary(ablation, plan, parent, [...children.entries()], s, elapsed());
     const wallSeconds = elapsed();
     let pending = 0;
     if (parent) {
       const end = await parent.end("FINISHED", { timeoutMs: (options.flushTimeoutSeconds ?? 60) * 1000 });
       pending = end.pending;
-      for (const e of end.errors) warnings.push(e.message);
+      for (const e of end.errors) written.warnings.push(e.message);
     }
     return {
       name: ablation.name,
       preset,
-      settings,
-      results: ordered,
-      analysis,
-      summary,
+      settings: plan.settings,
+      ...s,
       wallSeconds,
       parentRunId: parent?.id,
       url: parent?.url,
-      childRunIds,
+      childRunIds: written.childRunIds,
       taskRunIds,
-      artifacts,
+      artifacts: written.artifacts,
       pending,
-      warnings,
+      warnings: written.warnings,
     };
   } catch (error) {
-    await endAll("FAILED");
+    for (const c of children.values()) await c.end("FAILED", { timeoutMs: 10_000 }).catch(() => undefined);
+    await parent?.end("FAILED", { timeoutMs: 10_000 }).catch(() => undefined);
     throw error;
   }
+}
+
+// --- planned ablations: a parent on the server, tasks run by index anywhere, summarized afterwards ---
+
+/** A mistake in what the caller asked (bad index, not an ablation's parent): the CLI exits 2. */
+export class PlanError extends Error {}
+
+export interface PlannedAblation {
+  plan: Plan;
+  parentRunId: string;
+  url?: string;
+  /** One per configuration, created up front so that concurrent tasks find them. */
+  childRunIds: string[];
+  /** The command of each task, in plan order. */
+  commands: string[];
+}
+
+/** The shell command that runs task `index` of the parent's plan. */
+export function taskCommand(plan: Plan, index: number, parentRunId: string): string {
+  return `npx marginlab ablate ${plan.ablation} --preset ${plan.preset} --index ${index} --parent ${parentRunId}`;
+}
+
+/**
+ * Creates the parent run and one child per configuration (left RUNNING) and returns the plan's task
+ * commands. Needs the server: a task finds its parent there.
+ */
+export async function planAblation(
+  nameOrAblation: string | AnyAblation,
+  options: RunAblationOptions = {},
+): Promise<PlannedAblation> {
+  const ablation = typeof nameOrAblation === "string" ? getAblation(nameOrAblation) : nameOrAblation;
+  const plan = planTasks(ablation, options.preset ?? "smoke", options.set ?? {});
+  const parent = await startRun({ ...parentOptions(ablation, plan, options), systemMetrics: false });
+  const parentRunId = parent.id;
+  if (!parentRunId) {
+    await parent.discard();
+    throw new Error("MLflow was not reached: a planned ablation needs the server (set MLFLOW_TRACKING_URI).");
+  }
+  const childRunIds: string[] = [];
+  for (let i = 0; i < plan.configs.length; i++) {
+    const child = await parent.child(childOptions(plan, i, parentRunId));
+    await child.end("RUNNING");
+    if (child.id) childRunIds.push(child.id);
+  }
+  await parent.end("RUNNING");
+  const commands = plan.tasks.map((t) => taskCommand(plan, t.index, parentRunId));
+  return { plan, parentRunId, url: parent.url, childRunIds, commands };
+}
+
+const tagFilter = (key: string, value: string) => `tags.\`${key}\` = '${value.replace(/'/g, "\\'")}'`;
+
+function tagOf(run: MlflowRun, key: string): string | undefined {
+  return run.data.tags?.find((t) => t.key === key)?.value;
+}
+
+/** Earliest first (start time, then id): every process picks the same one of several. */
+function earliest(runs: MlflowRun[]): MlflowRun | undefined {
+  return [...runs].sort(
+    (a, b) => (a.info.start_time ?? 0) - (b.info.start_time ?? 0) || a.info.run_id.localeCompare(b.info.run_id),
+  )[0];
+}
+
+interface ParentPlan {
+  client: MlflowClient;
+  parent: MlflowRun;
+  plan: Plan;
+}
+
+/** The parent run and the plan it was made with (its ablation, preset and overrides tags). */
+async function readParent(parentRunId: string, options: RunAblationOptions): Promise<ParentPlan> {
+  const client = await trackingClient({ trackingUri: options.trackingUri, shared: true });
+  let parent: MlflowRun;
+  try {
+    parent = await client.getRun(parentRunId);
+  } catch (error) {
+    throw new PlanError(`--parent ${parentRunId}: no such run on the server (${(error as Error).message}).`);
+  }
+  const name = tagOf(parent, "marginlab.ablation");
+  if (tagOf(parent, ROLE) !== "ablation" || !name)
+    throw new PlanError(`--parent ${parentRunId}: not an ablation's parent run (made by \`marginlab ablate --plan\`).`);
+  const plan = planTasks(
+    name,
+    tagOf(parent, "marginlab.preset") ?? "smoke",
+    JSON.parse(tagOf(parent, "marginlab.set") ?? "{}"),
+  );
+  const expected = Number(tagOf(parent, "marginlab.tasks"));
+  if (plan.tasks.length !== expected)
+    throw new PlanError(
+      `--parent ${parentRunId}: its plan had ${expected} tasks, this code makes ${plan.tasks.length}; run the tasks with the version that planned them.`,
+    );
+  return { client, parent, plan };
+}
+
+function searchLayout(p: ParentPlan, filters: string[]): Promise<MlflowRun[]> {
+  const filter = [tagFilter(ABLATION_RUN, p.parent.info.run_id), ...filters].join(" and ");
+  return p.client.searchAllRuns({ experimentIds: [p.parent.info.experiment_id], filter });
+}
+
+/** How long a process that created a missing configuration child waits for others doing the same. */
+const CHILD_SETTLE_MS = 2000;
+
+/**
+ * The configuration's child under the parent. --plan creates them all, so a task normally only
+ * finds it. When it is missing, concurrent tasks may each create one: each waits for the others'
+ * creations to land, then all take the earliest (start time, then id) and the others delete theirs.
+ */
+async function configChild(p: ParentPlan, configIndex: number, options: RunAblationOptions): Promise<string> {
+  const search = () =>
+    searchLayout(p, [tagFilter(ROLE, "configuration"), tagFilter("marginlab.configIndex", String(configIndex))]);
+  const found = earliest(await search());
+  if (found) return found.info.run_id;
+  const mine = await startRun({
+    ...childOptions(p.plan, configIndex, p.parent.info.run_id),
+    parent: p.parent.info.run_id,
+    experimentId: p.parent.info.experiment_id,
+    trackingUri: options.trackingUri,
+    journalDir: options.journalDir,
+    client: p.client,
+    systemMetrics: false,
+  });
+  await mine.end("RUNNING");
+  await new Promise((resolve) => setTimeout(resolve, CHILD_SETTLE_MS));
+  const winner = earliest(await search());
+  if (!winner) throw new Error(`configuration ${configIndex}: the child run just created is not on the server.`);
+  if (mine.id && winner.info.run_id !== mine.id) await p.client.deleteRun(mine.id);
+  return winner.info.run_id;
+}
+
+export interface PlannedTaskResult {
+  task: Task;
+  /** True when a FINISHED run of the task was already there (nothing ran). */
+  skipped: boolean;
+  runId: string;
+  /** Earlier FAILED, KILLED or unfinished runs of the task that this one replaced. */
+  superseded: string[];
+  result?: ResultOf;
+}
+
+/**
+ * Runs task `index` of the parent's plan as a grandchild (under its configuration's child). Safe to
+ * retry: a FINISHED run of the same configuration hash and seed makes it a no-op; earlier FAILED,
+ * KILLED or unfinished runs are tagged marginlab.supersededBy and summaries read the new one.
+ */
+export async function runPlannedTask(
+  parentRunId: string,
+  index: number,
+  options: RunAblationOptions = {},
+  expect: { ablation?: string; preset?: string } = {},
+): Promise<PlannedTaskResult> {
+  const p = await readParent(parentRunId, options);
+  const { plan } = p;
+  for (const [what, given, planned] of [
+    ["ablation", expect.ablation, plan.ablation],
+    ["preset", expect.preset, plan.preset],
+  ])
+    if (given !== undefined && given !== planned)
+      throw new PlanError(`--parent ${parentRunId} is a plan of ${what} "${planned}", not "${given}".`);
+  if (!Number.isInteger(index) || index < 0 || index >= plan.tasks.length)
+    throw new PlanError(`--index ${index} is out of range: the plan has tasks 0..${plan.tasks.length - 1}.`);
+  const task = plan.tasks[index];
+  const previous = (await searchTaskRuns(p, task)).filter((r) => !tagOf(r, SUPERSEDED_BY));
+  const done = earliest(previous.filter((r) => r.info.status === "FINISHED"));
+  if (done) return { task, skipped: true, runId: done.info.run_id, superseded: [] };
+
+  const ablation = getAblation(plan.ablation);
+  const childId = await configChild(p, task.configIndex, options);
+  const run = await startRun({
+    ...taskOptions(plan, task, parentRunId),
+    parent: childId,
+    experimentId: p.parent.info.experiment_id,
+    trackingUri: options.trackingUri,
+    journalDir: options.journalDir,
+    client: p.client,
+    systemMetrics: false,
+  });
+  const runId = run.id;
+  if (!runId) {
+    await run.discard();
+    throw new Error("MLflow was not reached: a planned task needs the server (MLFLOW_TRACKING_URI).");
+  }
+  const superseded = previous.map((r) => r.info.run_id);
+  for (const old of previous) {
+    // RUNNING: an attempt that died without ending its run (an index runs once at a time)
+    if (old.info.status === "RUNNING")
+      await p.client.updateRun(old.info.run_id, { status: "KILLED", endTime: Date.now() });
+    await p.client.setTag(old.info.run_id, SUPERSEDED_BY, runId);
+  }
+  const emit = progressEmitter(plan.tasks.length, options.onProgress, performance.now());
+  const r = await runAndRecord(ablation, plan, task, run, emit);
+  return { task, skipped: false, runId, superseded, result: r };
+}
+
+function searchTaskRuns(p: ParentPlan, task: Task): Promise<MlflowRun[]> {
+  return searchLayout(p, [
+    tagFilter(ROLE, "task"),
+    tagFilter("marginlab.configHash", task.configHash),
+    tagFilter("marginlab.seed", String(task.seed)),
+  ]);
+}
+
+/**
+ * Rebuilds the parent's tables, figures, statistics and verdicts from what the server holds (each
+ * task's result artifact; superseded runs are left out) and writes them like a local run does.
+ * Every task needs a FINISHED run; the error names the ones that have none.
+ */
+export async function summarizeAblation(parentRunId: string, options: RunAblationOptions = {}): Promise<AblationRun> {
+  const p = await readParent(parentRunId, options);
+  const { plan, client } = p;
+  const ablation = getAblation(plan.ablation);
+  const all = await searchLayout(p, [tagFilter(ROLE, "task")]);
+  const finished = new Map<string, MlflowRun[]>();
+  for (const r of all) {
+    if (r.info.status !== "FINISHED" || tagOf(r, SUPERSEDED_BY)) continue;
+    const key = `${tagOf(r, "marginlab.configHash")}/${tagOf(r, "marginlab.seed")}`;
+    finished.set(key, [...(finished.get(key) ?? []), r]);
+  }
+  const runOf = (t: Task) => earliest(finished.get(`${t.configHash}/${t.seed}`) ?? []);
+  const missing = plan.tasks.filter((t) => !runOf(t));
+  if (missing.length > 0)
+    throw new PlanError(
+      `parent run ${parentRunId}: ${missing.length} of ${plan.tasks.length} tasks have no FINISHED run (indices ${missing.map((t) => t.index).join(", ")}); run them with --index I --parent ${parentRunId}, then summarize again.`,
+    );
+  const taskRuns = plan.tasks.map((t) => runOf(t) as MlflowRun);
+  const results = await Promise.all(
+    plan.tasks.map(async (t, i) => {
+      const run = taskRuns[i];
+      const where = `task ${t.index} (run ${run.info.run_id})`;
+      const data = await client.downloadArtifact(run.info.artifact_uri, TASK_RESULT_ARTIFACT).catch((error) => {
+        throw new Error(`${where}: ${TASK_RESULT_ARTIFACT} could not be read: ${(error as Error).message}`);
+      });
+      return decodeResult(data.toString("utf8"), t, where);
+    }),
+  );
+  const s = summarizeResults(ablation, plan, results);
+  const continued = (runId: string) =>
+    startRun({
+      runId,
+      experimentId: p.parent.info.experiment_id,
+      trackingUri: options.trackingUri,
+      journalDir: options.journalDir,
+      client,
+      systemMetrics: false,
+      handleSignals: false,
+    });
+  const children: Array<[number, Run]> = [];
+  for (let i = 0; i < plan.configs.length; i++) children.push([i, await continued(await configChild(p, i, options))]);
+  const parent = await continued(parentRunId);
+  const wallSeconds = (Date.now() - (p.parent.info.start_time ?? Date.now())) / 1000;
+  const written = await writeSummary(ablation, plan, parent, children, s, wallSeconds);
+  const end = await parent.end("FINISHED", { timeoutMs: (options.flushTimeoutSeconds ?? 60) * 1000 });
+  for (const e of end.errors) written.warnings.push(e.message);
+  return {
+    name: ablation.name,
+    preset: plan.preset,
+    settings: plan.settings,
+    ...s,
+    wallSeconds,
+    parentRunId,
+    url: parent.url,
+    childRunIds: written.childRunIds,
+    taskRunIds: taskRuns.map((r) => r.info.run_id),
+    artifacts: written.artifacts,
+    pending: end.pending,
+    warnings: written.warnings,
+  };
 }
 
 /** Formats rows as a fixed-width text table (the CLI's summary). */

@@ -52,7 +52,111 @@ export function parseAssignments(assignments: string[]): Array<[string, string]>
   });
 }
 
-/** The preset's settings with overrides applied (overrides: typed values or strings to parse). */
+/** What a numeric setting (or each element of a numeric list) may be. */
+interface Range {
+  integer?: boolean;
+  min?: number;
+  /** Lower bound excluded (min < v). */
+  above?: number;
+  max?: number;
+}
+
+const COUNT: Range = { integer: true, min: 1 };
+const POSITIVE: Range = { above: 0 };
+const NON_NEGATIVE: Range = { min: 0 };
+const FRACTION: Range = { min: 0, max: 1 };
+
+/**
+ * The allowed range of each numeric setting, by name (the same name means the same thing in every
+ * ablation). A setting not listed here only has to be finite; partial-fc's rates, flip, split, filter
+ * and filterRates are checked by its grid (planTasks calls it before any run exists).
+ */
+export const SETTING_RANGES: Record<string, Range> = {
+  seed: { integer: true },
+  dataSeed: { integer: true },
+  seeds: COUNT,
+  steps: COUNT,
+  freeSteps: COUNT,
+  pictureSteps: COUNT,
+  batchSize: COUNT,
+  trainIds: COUNT,
+  testIds: { integer: true, min: 2 },
+  imagesPerIdentity: { integer: true, min: 2 },
+  imageSize: { integer: true, min: 8 },
+  embeddingDim: COUNT,
+  freeDim: { integer: true, min: 2 },
+  freeClasses: { integer: true, min: 2 },
+  pictureTrainPerClass: COUNT,
+  pictureTestPerClass: COUNT,
+  plotPoints: COUNT,
+  pairs: COUNT,
+  pairsPerGroup: COUNT,
+  Ks: COUNT,
+  dropK: COUNT,
+  lr: POSITIVE,
+  freeLr: POSITIVE,
+  pictureLr: POSITIVE,
+  s: POSITIVE,
+  pictureS: POSITIVE,
+  alpha: POSITIVE,
+  freeAlphas: POSITIVE,
+  trainAlphas: POSITIVE,
+  unitWAlphas: POSITIVE,
+  trainableInits: POSITIVE,
+  sphereM: { min: 1 },
+  pictureSphereM: { min: 1 },
+  cosfaceM: NON_NEGATIVE,
+  pictureCosfaceM: NON_NEGATIVE,
+  arcfaceM: NON_NEGATIVE,
+  pictureArcfaceM: NON_NEGATIVE,
+  m: NON_NEGATIVE,
+  exclusiveWeight: NON_NEGATIVE,
+  centerLambda: NON_NEGATIVE,
+  noteMargin: NON_NEGATIVE,
+  dropDegrees: { min: 0, max: 180 },
+  degradedFraction: FRACTION,
+  noises: FRACTION,
+};
+
+function describeRange(r: Range): string {
+  const parts: string[] = [];
+  if (r.above !== undefined) parts.push(`> ${r.above}`);
+  if (r.min !== undefined) parts.push(`>= ${r.min}`);
+  if (r.max !== undefined) parts.push(`<= ${r.max}`);
+  return `${r.integer ? "an integer" : "a number"}${parts.length ? ` ${parts.join(" and ")}` : ""}`;
+}
+
+function inRange(v: number, r: Range): boolean {
+  return (
+    Number.isFinite(v) &&
+    (!r.integer || Number.isInteger(v)) &&
+    (r.min === undefined || v >= r.min) &&
+    (r.above === undefined || v > r.above) &&
+    (r.max === undefined || v <= r.max)
+  );
+}
+
+/** Throws naming the setting, the value and what is allowed when a numeric value is out of its range. */
+export function checkSettingRange(key: string, value: SettingValue): void {
+  const range = SETTING_RANGES[key];
+  if (!range) return;
+  const values = Array.isArray(value) ? value : [value];
+  for (const v of values) {
+    if (typeof v !== "number") continue;
+    if (!inRange(v, range)) {
+      const shown = Array.isArray(value) ? value.join(",") : String(value);
+      const allowed = Array.isArray(value)
+        ? `each element of ${key} must be ${describeRange(range)} (${v} is not)`
+        : `${key} must be ${describeRange(range)}`;
+      throw new Error(`--set ${key}=${shown} is not valid: ${allowed}.`);
+    }
+  }
+}
+
+/**
+ * The preset's settings with overrides applied (overrides: typed values or strings to parse). Every
+ * numeric value is checked against its range (SETTING_RANGES), so a bad value fails before any run.
+ */
 export function resolveSettings(
   ablation: { name: string; presets: Record<Preset, Settings> },
   preset: Preset,
@@ -71,6 +175,7 @@ export function resolveSettings(
     else if (Array.isArray(like) !== Array.isArray(value) || (!Array.isArray(like) && typeof like !== typeof value)) {
       throw new Error(`--set ${key}=${JSON.stringify(value)}: expected ${describeType(like)}.`);
     } else out[key] = value;
+    checkSettingRange(key, out[key]);
   }
   return out;
 }

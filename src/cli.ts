@@ -14,7 +14,7 @@ interface Command {
 }
 
 /** Commands that train and track: Ctrl-C ends their runs KILLED and says what was saved. */
-const TRACKED = new Set(["ablate", "train"]);
+const TRACKED = new Set(["ablate", "summarize", "train"]);
 
 const commands: Record<string, () => Promise<Command>> = {
   doctor: () => import("./cli/doctor"),
@@ -22,6 +22,7 @@ const commands: Record<string, () => Promise<Command>> = {
   sync: () => import("./cli/sync"),
   ui: () => import("./cli/ui"),
   ablate: () => import("./cli/ablate"),
+  summarize: () => import("./cli/summarize"),
   list: () => import("./cli/list"),
   train: () => import("./cli/train"),
 };

@@ -104,7 +104,7 @@ test("the plan: configurations x seeds, seed-major, a pure function of (ablation
   assert.is(a.tasks[0].configHash, a.tasks[5].configHash, "a configuration keeps its hash across seeds");
   assert.is.not(a.tasks[0].configHash, a.tasks[1].configHash);
   assert.equal(planTasks(toy, "smoke", { seeds: 2, seed: 7 }).seeds, [7, 8]);
-  assert.throws(() => planTasks(toy, "smoke", { seeds: 0 }), /seeds = 0 is not valid/);
+  assert.throws(() => planTasks(toy, "smoke", { seeds: 0 }), /seeds=0 is not valid: seeds must be an integer >= 1/);
 });
 
 test("a task runs alone; a diverged run comes back collapsed (loss-nan), not as an error", async () => {

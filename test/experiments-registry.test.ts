@@ -101,6 +101,9 @@ test("ablate CLI: bad name, preset, --set key and option are errors (exit 2) nam
     sets: ["a=1", "b=2"],
     track: false,
     help: false,
+    presetGiven: true,
+    plan: false,
+    json: false,
   });
 });
 

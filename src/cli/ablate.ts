@@ -1,36 +1,90 @@
 /**
  * `marginlab ablate <name> [--preset smoke|full] [--set key=value ...] [--no-track]`: runs an
  * ablation (a parent MLflow run with a child per configuration), draws a progress bar with ETA on
- * stderr, and prints the summary tables and the MLflow run URL at the end.
+ * stderr, and prints the summary tables and the MLflow run URL at the end. `--plan` only creates the
+ * parent and prints each task's command; `--index I --parent ID` runs task(s) of such a plan (a
+ * cluster array task); `--jobs N` runs the plan's tasks in N worker processes and summarizes.
  */
+import { spawn } from "node:child_process";
+import os from "node:os";
+import path from "node:path";
 import { getAblation } from "../../experiments/registry";
-import { type Progress, runAblation, textTable } from "../../experiments/runner";
+import {
+  type AblationRun,
+  PlanError,
+  type Progress,
+  planAblation,
+  runAblation,
+  runPlannedTask,
+  summarizeAblation,
+  textTable,
+} from "../../experiments/runner";
 import { checkPreset, parseAssignments, resolveSettings } from "../../experiments/settings";
 import { PRESETS, type SettingValue } from "../../experiments/types";
 import { closeFigureRenderer } from "../plots/html";
 import { progressText, sequenceView, TextProgress } from "../progress";
+import { projectRoot } from "../project";
 import { trackingConfigFromEnv } from "../tracking/config";
 
 export const summary = "run an ablation: marginlab ablate <name> [--preset smoke|full] [--set key=value ...]";
 
 const USAGE = `usage: marginlab ablate <name> [--preset ${PRESETS.join("|")}] [--set key=value ...] [--no-track]
+       marginlab ablate <name> [--preset P] [--set k=v ...] --plan [--json]
+       marginlab ablate <name> --index I[,J...] --parent RUN_ID
+       marginlab ablate <name> [--preset P] [--set k=v ...] --jobs N|auto [--threads T]
 
 Runs an ablation as an MLflow parent run with one child run per configuration (MLFLOW_TRACKING_URI,
 else the project's embedded server). \`marginlab list\` shows the ablations and their settings.
   --preset       smoke (seconds, for CI) or full (what the write-up reports); default smoke
   --set k=v      override a setting (lists: comma-separated), repeatable
-  --no-track     run without MLflow`;
+  --no-track     run without MLflow
+  --plan         create the parent run only; print the number of tasks and each task's command
+  --json         with --plan: print {parentRunId, url, tasks, commands} as JSON
+  --index I      run task I (or a comma-separated list) of the plan of --parent RUN_ID; a task that
+                 already FINISHED is skipped, a FAILED or KILLED one is replaced
+  --jobs N       run the tasks in N worker processes (auto: cores / threads), then summarize
+  --threads T    TensorFlow threads per worker (default cores / jobs)`;
 
 interface Parsed {
   name?: string;
   preset: string;
+  presetGiven: boolean;
   sets: string[];
   track: boolean;
   help: boolean;
+  plan: boolean;
+  json: boolean;
+  indices?: number[];
+  parent?: string;
+  jobs?: number | "auto";
+  threads?: number;
+}
+
+function positiveInteger(flag: string, text: string): number {
+  const n = Number(text);
+  if (!Number.isInteger(n) || n < 1) throw new Error(`${flag} ${text}: expected an integer >= 1.`);
+  return n;
+}
+
+function indexList(text: string): number[] {
+  return text.split(",").map((part) => {
+    const n = Number(part.trim());
+    if (part.trim() === "" || !Number.isInteger(n) || n < 0)
+      throw new Error(`--index ${text}: "${part}" is not a task index (an integer >= 0).`);
+    return n;
+  });
 }
 
 export function parseAblateArgs(args: string[]): Parsed {
-  const out: Parsed = { preset: "smoke", sets: [], track: true, help: false };
+  const out: Parsed = {
+    preset: "smoke",
+    presetGiven: false,
+    sets: [],
+    track: true,
+    help: false,
+    plan: false,
+    json: false,
+  };
   for (let i = 0; i < args.length; i++) {
     const a = args[i];
     const value = (flag: string) => {
@@ -39,16 +93,44 @@ export function parseAblateArgs(args: string[]): Parsed {
       return v;
     };
     if (a === "--help" || a === "-h") out.help = true;
-    else if (a === "--preset") out.preset = value(a);
-    else if (a.startsWith("--preset=")) out.preset = a.slice("--preset=".length);
-    else if (a === "--set") out.sets.push(value(a));
+    else if (a === "--preset" || a.startsWith("--preset=")) {
+      out.preset = a === "--preset" ? value(a) : a.slice("--preset=".length);
+      out.presetGiven = true;
+    } else if (a === "--set") out.sets.push(value(a));
     else if (a.startsWith("--set=")) out.sets.push(a.slice("--set=".length));
     else if (a === "--no-track") out.track = false;
-    else if (a.startsWith("-")) throw new Error(`unknown option "${a}" (allowed: --preset, --set, --no-track, --help)`);
+    else if (a === "--plan") out.plan = true;
+    else if (a === "--json") out.json = true;
+    else if (a === "--index") out.indices = indexList(value(a));
+    else if (a === "--parent") out.parent = value(a);
+    else if (a === "--jobs") {
+      const v = value(a);
+      out.jobs = v === "auto" ? "auto" : positiveInteger(a, v);
+    } else if (a === "--threads") out.threads = positiveInteger(a, value(a));
+    else if (a.startsWith("-"))
+      throw new Error(
+        `unknown option "${a}" (allowed: --preset, --set, --no-track, --plan, --json, --index, --parent, --jobs, --threads, --help)`,
+      );
     else if (out.name === undefined) out.name = a;
     else throw new Error(`unexpected argument "${a}" (one ablation name at a time)`);
   }
+  if ((out.indices === undefined) !== (out.parent === undefined))
+    throw new Error("--index and --parent go together (a task of the plan of that parent run)");
+  const modes = [out.plan, out.indices !== undefined, out.jobs !== undefined].filter(Boolean).length;
+  if (modes > 1) throw new Error("--plan, --index and --jobs are different modes: give one");
+  if (out.json && !out.plan) throw new Error("--json goes with --plan");
+  if (out.threads !== undefined && out.jobs === undefined) throw new Error("--threads goes with --jobs");
+  if (!out.track && modes > 0) throw new Error("--plan, --index and --jobs log to MLflow: drop --no-track");
+  if (out.indices !== undefined && out.sets.length > 0)
+    throw new Error("--set goes with --plan: a task (--index) takes its settings from the parent run");
   return out;
+}
+
+/** Worker processes and TensorFlow threads for `--jobs`: jobs x threads stays within the cores. */
+export function jobLayout(jobs: number | "auto", threads: number | undefined, cores = os.availableParallelism()) {
+  const t = threads ?? (jobs === "auto" ? 1 : Math.max(1, Math.floor(cores / jobs)));
+  const n = jobs === "auto" ? Math.max(1, Math.floor(cores / t)) : jobs;
+  return { jobs: n, threads: t };
 }
 
 /** One progress line: overall bar, configuration, inner step, elapsed and ETA (src/progress.ts). */
@@ -79,6 +161,17 @@ export async function run(args: string[]): Promise<number> {
     console.error(`marginlab ablate: ${(error as Error).message}`);
     return 2;
   }
+  try {
+    if (parsed.plan) return await plan(parsed, overrides);
+    if (parsed.indices && parsed.parent) return await runIndices(parsed, parsed.indices, parsed.parent);
+    if (parsed.jobs !== undefined) return await runJobs(parsed, overrides, parsed.jobs);
+  } catch (error) {
+    if (!(error instanceof PlanError)) throw error;
+    console.error(`marginlab ablate: ${error.message}`);
+    return 2;
+  } finally {
+    await closeFigureRenderer().catch(() => undefined);
+  }
   const bar = new TextProgress(process.stderr);
   const onProgress = (p: Progress) =>
     bar.update(sequenceView(p), p.phase === "summary" ? "final" : p.phase === "done" ? "log" : undefined);
@@ -90,8 +183,7 @@ export async function run(args: string[]): Promise<number> {
       track: parsed.track,
       onProgress,
     });
-    for (const table of result.summary.tables) console.log(`\n${table.title}\n${textTable(table.rows)}`);
-    if (result.summary.notes.length > 0) console.log(`\n${result.summary.notes.map((n) => `- ${n}`).join("\n")}`);
+    printSummary(result);
     console.log(
       `\n${result.name} (${result.preset}): ${result.results.length} configurations in ${result.wallSeconds.toFixed(1)} s`,
     );
@@ -109,4 +201,107 @@ export async function run(args: string[]): Promise<number> {
   } finally {
     await closeFigureRenderer().catch(() => undefined);
   }
+}
+
+/** The summary tables and findings, as the local run and `summarize` print them. */
+export function printSummary(result: Pick<AblationRun, "summary">): void {
+  for (const table of result.summary.tables) console.log(`\n${table.title}\n${textTable(table.rows)}`);
+  if (result.summary.notes.length > 0) console.log(`\n${result.summary.notes.map((n) => `- ${n}`).join("\n")}`);
+}
+
+async function plan(parsed: Parsed, overrides: Record<string, SettingValue>): Promise<number> {
+  const planned = await planAblation(parsed.name as string, { preset: parsed.preset, set: overrides });
+  if (parsed.json) {
+    const { parentRunId, url, commands } = planned;
+    console.log(JSON.stringify({ parentRunId, url, tasks: commands.length, commands }));
+    return 0;
+  }
+  const n = planned.commands.length;
+  console.log(
+    `parent run ${planned.parentRunId}: ${n} tasks (0..${n - 1}); then \`npx marginlab summarize ${planned.parentRunId}\``,
+  );
+  if (planned.url) console.log(`MLflow run: ${planned.url}`);
+  for (const c of planned.commands) console.log(c);
+  // the last line for shells: N and the parent run id
+  console.log(`${n} ${planned.parentRunId}`);
+  return 0;
+}
+
+/** Runs the tasks one after another in this process; exit 1 if any failed (the others still run). */
+async function runIndices(parsed: Parsed, indices: number[], parent: string): Promise<number> {
+  let failed = 0;
+  for (const index of indices) {
+    try {
+      const r = await runPlannedTask(
+        parent,
+        index,
+        {},
+        {
+          ablation: parsed.name,
+          preset: parsed.presetGiven ? parsed.preset : undefined,
+        },
+      );
+      const what = `task ${index} (${r.task.config.label} seed ${r.task.seed})`;
+      if (r.skipped) console.log(`${what}: already FINISHED as run ${r.runId}, skipped`);
+      else
+        console.log(
+          `${what}: FINISHED as run ${r.runId}${r.superseded.length ? ` (supersedes ${r.superseded.join(", ")})` : ""}`,
+        );
+    } catch (error) {
+      if (error instanceof PlanError) throw error;
+      failed++;
+      console.error(`marginlab ablate: task ${index} failed: ${(error as Error).message}`);
+    }
+  }
+  return failed > 0 ? 1 : 0;
+}
+
+const CLI = path.join(projectRoot, "bin", "marginlab.cjs");
+
+/** Plans, runs the tasks in worker processes (each its share, one TensorFlow pool each), summarizes. */
+async function runJobs(
+  parsed: Parsed,
+  overrides: Record<string, SettingValue>,
+  jobs: number | "auto",
+): Promise<number> {
+  const layout = jobLayout(jobs, parsed.threads);
+  const t0 = performance.now();
+  const planned = await planAblation(parsed.name as string, { preset: parsed.preset, set: overrides });
+  const n = planned.commands.length;
+  const workers = Math.min(layout.jobs, n);
+  console.error(
+    `marginlab ablate ${parsed.name} --preset ${parsed.preset}: ${n} tasks in ${workers} workers x ${layout.threads} TensorFlow threads (parent ${planned.parentRunId})`,
+  );
+  const env = {
+    ...process.env,
+    TF_NUM_INTRAOP_THREADS: String(layout.threads),
+    TF_NUM_INTEROP_THREADS: "1",
+    OMP_NUM_THREADS: String(layout.threads),
+  };
+  const shares = Array.from({ length: workers }, (_, w) => planned.plan.tasks.filter((t) => t.index % workers === w));
+  const codes = await Promise.all(
+    shares.map(
+      (share) =>
+        new Promise<number>((resolve) => {
+          const indices = share.map((t) => t.index).join(",");
+          const args = [CLI, "ablate", planned.plan.ablation, "--index", indices, "--parent", planned.parentRunId];
+          const child = spawn(process.execPath, args, { env, stdio: ["ignore", "pipe", "inherit"] });
+          child.stdout.on("data", (d: Buffer) => process.stderr.write(d));
+          child.on("close", (code) => resolve(code ?? 1));
+        }),
+    ),
+  );
+  if (codes.some((c) => c !== 0)) {
+    console.error(
+      `marginlab ablate: some tasks failed; rerun them with --index I --parent ${planned.parentRunId} (finished ones are skipped), then \`marginlab summarize ${planned.parentRunId}\``,
+    );
+    return 1;
+  }
+  const result = await summarizeAblation(planned.parentRunId);
+  printSummary(result);
+  const wall = (performance.now() - t0) / 1000;
+  console.log(`\n${result.name} (${result.preset}): ${n} tasks in ${workers} workers, ${wall.toFixed(1)} s`);
+  for (const w of result.warnings) console.error(`note: ${w}`);
+  if (result.url) console.log(`MLflow run: ${result.url}`);
+  return 0;
 }
