@@ -59,7 +59,7 @@ c = MlflowClient()
 p = c.get_run(${JSON.stringify(parent)})
 runs = c.search_runs([p.info.experiment_id], "tags.mlflow.parentRunId = '${parent}'", run_view_type=ViewType.ALL, max_results=1000)
 print(json.dumps([{
-    "index": int(r.data.tags["marginlab.taskIndex"]),
+    "index": int(r.data.tags["marginlab.task"]),
     "status": r.info.status,
     "parent": r.data.tags["mlflow.parentRunId"],
     "attempt": r.data.tags.get("marginlab.attempt", ""),
@@ -125,7 +125,7 @@ if (process.env.MARGINLAB_CLUSTER_TESTS !== "1") {
       await until(`task ${REQUEUED} to log 5 steps`, 300_000, async () => {
         const runs = await client.searchRuns({
           experimentIds: [parent.experimentId!],
-          filter: `tags.mlflow.parentRunId = '${parentId}' and tags.marginlab.taskIndex = '${REQUEUED}'`,
+          filter: `tags.mlflow.parentRunId = '${parentId}' and tags.marginlab.task = '${REQUEUED}'`,
         });
         const running = runs.runs.find((r) => r.info.status === "RUNNING");
         if (!running) return undefined;

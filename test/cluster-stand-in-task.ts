@@ -66,7 +66,7 @@ async function main(args: string[]): Promise<number> {
     tags: {
       "marginlab.configHash": hash,
       "marginlab.seed": String(seed),
-      "marginlab.taskIndex": String(index),
+      "marginlab.task": String(index),
       "marginlab.slurmJob": `${process.env.SLURM_ARRAY_JOB_ID ?? ""}_${process.env.SLURM_ARRAY_TASK_ID ?? ""}`,
       "marginlab.attempt": process.env.SLURM_RESTART_COUNT ?? "0",
     },
