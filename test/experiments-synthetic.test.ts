@@ -1,5 +1,6 @@
 // The synthetic-identity ablations, tiny and untracked: the exclusive regulariser lowers sep(W) for
-// every base loss; sub-center drop-and-retrain reports drop statistics; quality-split gives six groups.
+// every base loss; sub-center drop-and-retrain reports drop statistics
+// (quality-split has its own file, experiments-quality.test.ts).
 import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { runAblation } from "../experiments/runner";
@@ -32,19 +33,6 @@ test("subcenter: label noise is injected, and drop-and-retrain reports precision
   assert.ok(m.dropped_fraction >= 0 && m.dropped_fraction <= 1);
   if (m.dropped_fraction > 0) assert.ok(m.drop_precision >= 0 && m.drop_precision <= 1);
   assert.ok(m.verification_accuracy > 0.3);
-});
-
-test("quality-split: six pair groups per model, correlations in [-1, 1]", async () => {
-  const r = await runAblation("quality-split", { track: false, set: { steps: 10, pairsPerGroup: 60 } });
-  assert.is(r.results.length, 2);
-  for (const x of r.results) {
-    assert.is(Object.keys(x.result.extra?.byNorm as object).length, 6);
-    assert.ok(Math.abs(x.result.metrics.norm_quality_spearman) <= 1);
-  }
-  assert.equal(
-    r.summary.figures.map((f) => f.name),
-    ["norm-vs-quality", "groups-by-norm", "groups-by-quality"],
-  );
 });
 
 test.run();
