@@ -88,7 +88,7 @@ export function exclusiveRegularizer(c: ExclusiveConfig): Regularizer[] {
       weight: c.exclusive,
       fn: (w: Tensor2D, { step }) =>
         c.loss === "sphereface"
-          ? tf.tidy(() => tf.mul(exclusiveRegularization(w, { form: "dense" }), 5 / lambdaAt(schedule, step + 1)))
+          ? tf.mul(exclusiveRegularization(w, { form: "dense" }), 5 / lambdaAt(schedule, step + 1))
           : exclusiveRegularization(w, { form: "dense" }),
     },
   ];
@@ -115,7 +115,8 @@ function grid(s: Settings): ExclusiveConfig[] {
     out.push(make(loss, 0), make(loss, w));
   }
   const [sweepLoss] = checkLosses([String(s.sweepLoss)]);
-  for (const w of numbersSetting(s, "sweepWeights")) {
+  // the sweep always has its lambda = 0 baseline, whether or not its loss is among `losses`
+  for (const w of [0, ...numbersSetting(s, "sweepWeights")]) {
     if (!(Number.isFinite(w) && w >= 0)) throw new Error(`sweepWeights contains ${w}: expected numbers >= 0.`);
     if (!out.some((c) => c.label === configLabel(sweepLoss, w))) out.push(make(sweepLoss, w));
   }
@@ -144,7 +145,7 @@ function comparisons(s: Settings, configs: ExclusiveConfig[]): Comparison[] {
   const have = new Set(configs.map((c) => c.label));
   const out: Comparison[] = [];
   for (const loss of checkLosses(stringsSetting(s, "losses"))) {
-    const treated = configs.find((c) => c.loss === loss && c.exclusive > 0 && c.label !== loss && isMainArm(s, c));
+    const treated = configs.find((c) => c.loss === loss && c.exclusive > 0 && isMainArm(s, c));
     if (!treated || !have.has(loss)) continue;
     const expectation =
       loss === "arcface"

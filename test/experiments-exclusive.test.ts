@@ -34,6 +34,10 @@ test("the full grid: 4 losses x with/without, the sweep, SphereFace's lambda at 
     "seeds come from the plan",
   );
   assert.throws(() => planTasks(exclusive, "smoke", { losses: ["softmax"] }), /losses contains "softmax"/);
+  const alone = planTasks(exclusive, "smoke", { losses: ["arcface"], sweepLoss: "cosface" }).configs.map(
+    (c) => c.label,
+  );
+  assert.equal(alone, ["arcface", "arcface+excl6", "cosface", "cosface+excl20"], "the sweep brings its own baseline");
 });
 
 test("SphereFace's exclusive term is L_r(W) x 5 / lambda(step + 1); the others' is L_r(W)", () => {
