@@ -76,7 +76,10 @@ test("the full grid: K in {1, 3, 10} at 0 / 20 / 40 %, both noise kinds, the dro
     /comparisonFar = 0.0001 is not valid/,
   );
   assert.throws(() => planTasks(subcenter, "smoke", { noiseKinds: ["web"] }), /noiseKinds contains "web"/);
-  assert.throws(() => planTasks(subcenter, "smoke", { noises: [0, 1.2] }), /noises contains 1.2/);
+  assert.throws(
+    () => planTasks(subcenter, "smoke", { noises: [0, 1.2] }),
+    /noises=0,1.2 is not valid: each element of noises must be a number >= 0 and <= 1 \(1.2 is not\)/,
+  );
   assert.is(configLabel({ noise: 0.2, noiseKind: "clustered", K: 3, drop: true }, 70), "clustered 20% K=3 drop>70 K=1");
 });
 
