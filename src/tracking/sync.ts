@@ -33,29 +33,42 @@ export interface SyncOptions {
 }
 
 export async function syncJournals(options: SyncOptions): Promise<SyncRunReport[]> {
-  const reports: SyncRunReport[] = [];
-  for (const file of RunJournal.list(options.dir)) {
-    const localId = path.basename(file, ".jsonl");
-    const release = tryLockJournal(file);
-    if (!release) {
-      reports.push({
-        journal: file,
-        localId,
-        runId: undefined,
-        before: 0,
-        after: 0,
-        skipped: "another process (the live run, or another sync) is sending this run",
-        errors: [],
-      });
-      continue;
+  const reports = new Map<string, SyncRunReport>();
+  // A child's journal can sort before its parent's (both named in the same millisecond); it then waits for
+  // the parent's server run. Runs that waited on a parent are tried again while a pass makes progress.
+  let files = RunJournal.list(options.dir);
+  for (;;) {
+    const waiting: string[] = [];
+    for (const file of files) {
+      const report = await syncFile(file, options);
+      reports.set(file, report);
+      if (report.after > 0 && report.errors.some((e) => e.includes("is not on the server yet"))) waiting.push(file);
     }
-    try {
-      reports.push(await syncOne(file, localId, options));
-    } finally {
-      release();
-    }
+    if (waiting.length === 0 || waiting.length === files.length) break;
+    files = waiting;
   }
-  return reports;
+  return [...reports.values()];
+}
+
+async function syncFile(file: string, options: SyncOptions): Promise<SyncRunReport> {
+  const localId = path.basename(file, ".jsonl");
+  const release = tryLockJournal(file);
+  if (!release) {
+    return {
+      journal: file,
+      localId,
+      runId: undefined,
+      before: 0,
+      after: 0,
+      skipped: "another process (the live run, or another sync) is sending this run",
+      errors: [],
+    };
+  }
+  try {
+    return await syncOne(file, localId, options);
+  } finally {
+    release();
+  }
 }
 
 async function syncOne(file: string, localId: string, options: SyncOptions): Promise<SyncRunReport> {
