@@ -8,7 +8,9 @@
  * (its params, the shared settings, and the across-seed mean, std and 95 % interval of every final
  * metric) -> one grandchild per seed (its curves and final metrics). Progress goes to a callback.
  */
+
 import { type CollapseCheck, convergenceCheck } from "../src/eval/collapse";
+import type { SequenceProgress } from "../src/progress";
 import type { MlflowClient, MlflowRun } from "../src/tracking/client";
 import { trackingClient } from "../src/tracking/connect";
 import { flattenConfig } from "../src/tracking/params";
@@ -30,20 +32,8 @@ import type {
   Summary,
 } from "./types";
 
-export interface Progress {
-  /** Task being run (0-based) and how many there are. */
-  index: number;
-  total: number;
-  /** "<configuration> seed <seed>". */
-  label: string;
-  /** Steps done / total inside the task. */
-  step: number;
-  steps: number;
-  /** Overall fraction done, in [0, 1]. */
-  fraction: number;
-  elapsedSeconds: number;
-  /** Estimated seconds left (undefined until something finished). */
-  etaSeconds?: number;
+/** An ablation's progress: task `index` of `total` ("<configuration> seed <seed>"), `step` of `steps` inside it. */
+export interface Progress extends SequenceProgress {
   phase: "start" | "step" | "done" | "summary";
   message?: string;
   /** The finished task's metrics (phase "done"). */
