@@ -3,9 +3,23 @@
  * (compact inline Plotly), the tables, the findings and the MLflow run link. Outside a kernel the
  * displays are no-ops and it just returns the result.
  */
+
+import { existsSync } from "node:fs";
+import path from "node:path";
 import { escapeHtml, LiveProgress, showFigure, showHtml, showMarkdown, showTable } from "../src/notebook/display";
 import { formatDuration, sequenceView } from "../src/progress";
-import { type AblationRun, type Progress, type RunAblationOptions, runAblation } from "./runner";
+import { projectRoot } from "../src/project";
+import {
+  type AblationRecord,
+  provenanceLine,
+  RecordError,
+  readRecord,
+  recordOfRun,
+  recordPath,
+  writeRecord,
+} from "./record";
+import { getAblation } from "./registry";
+import { type AblationRun, type Progress, type RunAblationOptions, runAblation, summarizeResults } from "./runner";
 import type { SettingValue } from "./types";
 
 /** The preset a notebook uses: MARGINLAB_PRESET, else "smoke". */
@@ -13,16 +27,42 @@ export function presetFromEnv(env: NodeJS.ProcessEnv = process.env): string {
   return env.MARGINLAB_PRESET && env.MARGINLAB_PRESET.trim() !== "" ? env.MARGINLAB_PRESET.trim() : "smoke";
 }
 
-export async function runInNotebook(
-  name: string,
-  options: { preset?: string; set?: Record<string, SettingValue> } & Omit<
-    RunAblationOptions,
-    "preset" | "set" | "onProgress"
-  > = {},
-): Promise<AblationRun> {
+export interface NotebookRunOptions extends Omit<RunAblationOptions, "preset" | "set" | "onProgress"> {
+  preset?: string;
+  set?: Record<string, SettingValue>;
+  /**
+   * The run's record (experiments/record.ts). Default for every preset but smoke:
+   * results/ablations/<name>-<preset>.json; false: none. When it exists and matches the preset and
+   * settings, the notebook shows it instead of training again; a live run writes it.
+   */
+  record?: string | false;
+  /** Train again even when a matching record exists. */
+  rerun?: boolean;
+}
+
+export async function runInNotebook(name: string, options: NotebookRunOptions = {}): Promise<AblationRun> {
+  const { record: recordOption, rerun, ...runOptions } = options;
+  const preset = options.preset ?? "smoke";
+  const file =
+    recordOption === false ? undefined : (recordOption ?? (preset === "smoke" ? undefined : recordPath(name, preset)));
+  if (file && !rerun && existsSync(file)) {
+    try {
+      const recorded = fromRecord(file, name, preset, options.set ?? {});
+      showMarkdown(
+        `Shown from the record \`${path.relative(projectRoot, file)}\`: ${provenanceLine(recorded.record)}. ` +
+          `The statistics and verdicts below are computed from its ${recorded.run.results.length} task results now; ` +
+          "pass `{ rerun: true }` to train again.",
+      );
+      showResults(recorded.run, recorded.record);
+      return recorded.run;
+    } catch (error) {
+      if (!(error instanceof RecordError)) throw error;
+      showMarkdown(`The saved record cannot be shown (${error.message}); training now.`);
+    }
+  }
   const live = new LiveProgress();
   const onProgress = (p: Progress) => live.update(sequenceView(p), p.phase !== "step");
-  const result = await runAblation(name, { ...options, onProgress });
+  const result = await runAblation(name, { ...runOptions, onProgress });
   live.update(
     {
       fraction: 1,
@@ -31,16 +71,55 @@ export async function runInNotebook(
     },
     true,
   );
+  if (file) writeRecord(file, recordOfRun(result));
   showResults(result);
   return result;
 }
 
-/** Displays a finished run: figures, tables, findings, MLflow link. */
-export function showResults(result: AblationRun): void {
+/** A record as a finished run: the statistics, verdicts, tables and figures recomputed from its results. */
+export function fromRecord(
+  file: string,
+  name: string,
+  preset: string,
+  set: Record<string, SettingValue>,
+): { record: AblationRecord; run: AblationRun } {
+  const { record, plan, results } = readRecord(file);
+  if (record.ablation !== name || record.preset !== preset)
+    throw new RecordError(`${file} is the record of ${record.ablation} ${record.preset}, not of ${name} ${preset}`);
+  if (JSON.stringify(record.set ?? {}) !== JSON.stringify(set))
+    throw new RecordError(`${file} was run with settings ${JSON.stringify(record.set)}, not ${JSON.stringify(set)}`);
+  const s = summarizeResults(getAblation(name), plan, results);
+  const run: AblationRun = {
+    name,
+    preset: plan.preset,
+    set: record.set,
+    settings: plan.settings,
+    started: record.started,
+    load: record.load,
+    commit: record.commit,
+    dirty: record.dirty,
+    ...s,
+    wallSeconds: record.wallSeconds,
+    parentRunId: record.parentRunId,
+    childRunIds: [],
+    taskRunIds: [],
+    artifacts: [],
+    pending: 0,
+    warnings: [],
+  };
+  return { record, run };
+}
+
+/** Displays a finished run: figures, tables, findings, MLflow link (or, from a record, its run id). */
+export function showResults(result: AblationRun, record?: AblationRecord): void {
   for (const f of result.summary.figures) showFigure(f.figure);
   for (const t of result.summary.tables) showTable(t.rows, t.title);
   if (result.summary.notes.length > 0) showMarkdown(result.summary.notes.map((n) => `- ${n}`).join("\n"));
-  if (result.url) {
+  if (record?.parentRunId) {
+    showMarkdown(
+      `MLflow: parent run \`${record.parentRunId}\` (experiment "marginlab-ablations") in the MLflow store of the machine that ran it; \`npx marginlab ui\` opens yours.`,
+    );
+  } else if (result.url) {
     showHtml(
       `<p>MLflow run (${escapeHtml(result.preset)} preset, ${result.wallSeconds.toFixed(1)} s): <a href="${escapeHtml(result.url)}" target="_blank">${escapeHtml(result.url)}</a></p>`,
     );

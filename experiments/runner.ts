@@ -9,6 +9,7 @@
  * metric) -> one grandchild per seed (its curves and final metrics). Progress goes to a callback.
  */
 
+import os from "node:os";
 import { type CollapseCheck, convergenceCheck } from "../src/eval/collapse";
 import type { SequenceProgress } from "../src/progress";
 import type { MlflowClient, MlflowRun } from "../src/tracking/client";
@@ -17,6 +18,7 @@ import { flattenConfig } from "../src/tracking/params";
 import { type Run, type StartRunOptions, startRun } from "../src/tracking/run";
 import { TrainingError } from "../src/train/trainer";
 import { analyze, collapsedTable, configKey, verdictNotes, verdictTable } from "./analysis";
+import { decodeJson, encodeJson } from "./record";
 import { getAblation } from "./registry";
 import { checkPreset, resolveSettings } from "./settings";
 import type {
@@ -60,7 +62,15 @@ export interface RunAblationOptions {
 export interface AblationRun {
   name: string;
   preset: Preset;
+  /** The setting overrides given, and the settings they resolved to. */
+  set: Record<string, SettingValue>;
   settings: Settings;
+  /** When the run started (ISO) and the 1-minute load average at its start and end. */
+  started: string;
+  load: { start?: number; end?: number; cpuUtilizationPercent?: number };
+  /** The commit that ran (summarize: the parent's; a local run: undefined, the checkout's). */
+  commit?: string;
+  dirty?: boolean;
   /** One per task, in configuration order with each configuration's seeds together. */
   results: Array<ResultOf<Config>>;
   analysis: Analysis;
@@ -215,6 +225,9 @@ export function aggregateMetrics(stats: Analysis["configs"][number]): Record<str
 /** Tags the layout is searched by: the run's role and, below the parent, the parent's id. */
 const ROLE = "marginlab.role";
 const ABLATION_RUN = "marginlab.ablationRun";
+/** The 1-minute load average when a local run started and ended (the conditions of its wall time). */
+const LOAD_START = "marginlab.load.start";
+const LOAD_END = "marginlab.load.end";
 /** On a FAILED or KILLED task run that a retry replaced: the replacement's id. */
 export const SUPERSEDED_BY = "marginlab.supersededBy";
 /** The artifact a task run holds its whole result in (metrics, curves, collapse): what summarize reads. */
@@ -285,14 +298,12 @@ function taskOptions(plan: Plan, task: Task, parentId: string | undefined) {
   };
 }
 
-/** JSON that keeps NaN and +-Infinity (a collapsed run's metrics). */
 function encodeResult(task: Task, r: ResultOf): string {
-  const body = { configHash: task.configHash, seed: r.seed, seconds: r.seconds, result: r.result };
-  return JSON.stringify(body, (_k, v) => (typeof v === "number" && !Number.isFinite(v) ? { $number: String(v) } : v));
+  return encodeJson({ configHash: task.configHash, seed: r.seed, seconds: r.seconds, result: r.result });
 }
 
 function decodeResult(text: string, task: Task, where: string): ResultOf {
-  const body = JSON.parse(text, (_k, v) => (v && typeof v === "object" && "$number" in v ? Number(v.$number) : v));
+  const body = decodeJson(text) as { configHash: string; seed: number; seconds: number; result: ConfigResult };
   if (body.configHash !== task.configHash || body.seed !== task.seed)
     throw new Error(`${where}: ${TASK_RESULT_ARTIFACT} is of another task (configuration hash or seed differ).`);
   return { config: task.config, seed: task.seed, result: body.result as ConfigResult, seconds: body.seconds };
@@ -442,10 +453,13 @@ export async function runAblation(
   const { tasks, preset } = plan;
   const track = options.track ?? true;
   const t0 = performance.now();
+  const started = new Date().toISOString();
+  const loadStart = os.loadavg()[0];
   const elapsed = () => (performance.now() - t0) / 1000;
   const emit = progressEmitter(tasks.length, options.onProgress, t0);
 
   const parent = track ? await startRun(parentOptions(ablation, plan, options)) : undefined;
+  parent?.setTags({ [LOAD_START]: loadStart.toFixed(2) });
   const children = new Map<number, Run>();
   const taskRunIds: string[] = [];
   const results: ResultOf[] = [];
@@ -468,6 +482,8 @@ export async function runAblation(
     const s = summarizeResults(ablation, plan, results);
     const written = await writeSummary(ablation, plan, parent, [...children.entries()], s, elapsed());
     const wallSeconds = elapsed();
+    const load = { start: loadStart, end: os.loadavg()[0] };
+    parent?.setTags({ [LOAD_END]: load.end.toFixed(2) });
     let pending = 0;
     if (parent) {
       const end = await parent.end("FINISHED", { timeoutMs: (options.flushTimeoutSeconds ?? 60) * 1000 });
@@ -477,7 +493,10 @@ export async function runAblation(
     return {
       name: ablation.name,
       preset,
+      set: options.set ?? {},
       settings: plan.settings,
+      started,
+      load,
       ...s,
       wallSeconds,
       parentRunId: parent?.id,
@@ -740,14 +759,27 @@ export async function summarizeAblation(parentRunId: string, options: RunAblatio
   const children: Array<[number, Run]> = [];
   for (let i = 0; i < plan.configs.length; i++) children.push([i, await continued(await configChild(p, i, options))]);
   const parent = await continued(parentRunId);
-  const wallSeconds = (Date.now() - (p.parent.info.start_time ?? Date.now())) / 1000;
+  // a run that ended before (a local run summarized again) keeps its own wall time
+  const startTime = p.parent.info.start_time ?? Date.now();
+  const ended = p.parent.info.status === "FINISHED" && p.parent.info.end_time ? p.parent.info.end_time : Date.now();
+  const wallSeconds = (ended - startTime) / 1000;
   const written = await writeSummary(ablation, plan, parent, children, s, wallSeconds);
   const end = await parent.end("FINISHED", { timeoutMs: (options.flushTimeoutSeconds ?? 60) * 1000 });
   for (const e of end.errors) written.warnings.push(e.message);
+  const loadTag = (k: string) => (tagOf(p.parent, k) === undefined ? undefined : Number(tagOf(p.parent, k)));
   return {
     name: ablation.name,
     preset: plan.preset,
+    set: JSON.parse(tagOf(p.parent, "marginlab.set") ?? "{}"),
     settings: plan.settings,
+    started: new Date(startTime).toISOString(),
+    load: {
+      start: loadTag(LOAD_START),
+      end: loadTag(LOAD_END),
+      cpuUtilizationPercent: await cpuUse(client, parentRunId),
+    },
+    commit: tagOf(p.parent, "mlflow.source.git.commit"),
+    dirty: tagOf(p.parent, "mlflow.source.git.dirty") === "true",
     ...s,
     wallSeconds,
     parentRunId,
@@ -758,6 +790,12 @@ export async function summarizeAblation(parentRunId: string, options: RunAblatio
     pending: end.pending,
     warnings: written.warnings,
   };
+}
+
+/** The machine's mean CPU use over a run, from its system metrics (undefined when none were sampled). */
+async function cpuUse(client: MlflowClient, runId: string): Promise<number | undefined> {
+  const history = await client.getMetricHistory(runId, "system/cpu_utilization_percentage").catch(() => []);
+  return history.length > 0 ? history.reduce((a, m) => a + m.value, 0) / history.length : undefined;
 }
 
 /** Formats rows as a fixed-width text table (the CLI's summary). */

@@ -8,6 +8,7 @@
 import { spawn } from "node:child_process";
 import os from "node:os";
 import path from "node:path";
+import { recordOfRun, recordPath, writeRecord } from "../../experiments/record";
 import { getAblation } from "../../experiments/registry";
 import {
   type AblationRun,
@@ -43,7 +44,11 @@ else the project's embedded server). \`marginlab list\` shows the ablations and 
   --index I      run task I (or a comma-separated list) of the plan of --parent RUN_ID; a task that
                  already FINISHED is skipped, a FAILED or KILLED one is replaced
   --jobs N       run the tasks in N worker processes (auto: cores / threads), then summarize
-  --threads T    TensorFlow threads per worker (default cores / jobs)`;
+  --threads T    TensorFlow threads per worker (default cores / jobs)
+  --record PATH  where the run's record goes (every task's result with date, machine, load and
+                 commit: what the notebooks and docs/experiments.md show); default
+                 results/ablations/<name>-<preset>.json for every preset but smoke
+  --no-record    write no record`;
 
 interface Parsed {
   name?: string;
@@ -58,6 +63,8 @@ interface Parsed {
   parent?: string;
   jobs?: number | "auto";
   threads?: number;
+  /** The record's path; false: none; undefined: the default for the preset. */
+  record?: string | false;
 }
 
 function positiveInteger(flag: string, text: string): number {
@@ -107,9 +114,11 @@ export function parseAblateArgs(args: string[]): Parsed {
       const v = value(a);
       out.jobs = v === "auto" ? "auto" : positiveInteger(a, v);
     } else if (a === "--threads") out.threads = positiveInteger(a, value(a));
+    else if (a === "--record") out.record = value(a);
+    else if (a === "--no-record") out.record = false;
     else if (a.startsWith("-"))
       throw new Error(
-        `unknown option "${a}" (allowed: --preset, --set, --no-track, --plan, --json, --index, --parent, --jobs, --threads, --help)`,
+        `unknown option "${a}" (allowed: --preset, --set, --no-track, --plan, --json, --index, --parent, --jobs, --threads, --record, --no-record, --help)`,
       );
     else if (out.name === undefined) out.name = a;
     else throw new Error(`unexpected argument "${a}" (one ablation name at a time)`);
@@ -121,6 +130,10 @@ export function parseAblateArgs(args: string[]): Parsed {
   if (out.json && !out.plan) throw new Error("--json goes with --plan");
   if (out.threads !== undefined && out.jobs === undefined) throw new Error("--threads goes with --jobs");
   if (!out.track && modes > 0) throw new Error("--plan, --index and --jobs log to MLflow: drop --no-track");
+  if (typeof out.record === "string" && (out.plan || out.indices !== undefined))
+    throw new Error(
+      "--record goes with a whole run (local or --jobs); after --plan, `marginlab summarize ID --record` writes it",
+    );
   if (out.indices !== undefined && out.sets.length > 0)
     throw new Error("--set goes with --plan: a task (--index) takes its settings from the parent run");
   return out;
@@ -187,6 +200,7 @@ export async function run(args: string[]): Promise<number> {
     console.log(
       `\n${result.name} (${result.preset}): ${result.results.length} configurations in ${result.wallSeconds.toFixed(1)} s`,
     );
+    saveRecord(result, recordFile(parsed));
     for (const w of result.warnings) console.error(`note: ${w}`);
     if (result.url) {
       console.log(`MLflow run: ${result.url}`);
@@ -200,6 +214,26 @@ export async function run(args: string[]): Promise<number> {
     return 0;
   } finally {
     await closeFigureRenderer().catch(() => undefined);
+  }
+}
+
+/** The record's path for a whole run: --record, none with --no-record, else the default but for smoke. */
+function recordFile(parsed: Parsed): string | undefined {
+  if (parsed.record === false) return undefined;
+  if (typeof parsed.record === "string") return path.resolve(parsed.record);
+  return parsed.preset === "smoke" ? undefined : recordPath(parsed.name as string, parsed.preset);
+}
+
+/** Writes the run's record and says where; a failure to write loses nothing else (MLflow has the run). */
+export function saveRecord(result: AblationRun, file: string | undefined): void {
+  if (!file) return;
+  try {
+    writeRecord(file, recordOfRun(result));
+    console.log(`record: ${path.relative(process.cwd(), file) || file}`);
+  } catch (error) {
+    console.error(
+      `marginlab: the record ${file} could not be written (${(error as Error).message}); the run is in MLflow`,
+    );
   }
 }
 
@@ -301,6 +335,7 @@ async function runJobs(
   printSummary(result);
   const wall = (performance.now() - t0) / 1000;
   console.log(`\n${result.name} (${result.preset}): ${n} tasks in ${workers} workers, ${wall.toFixed(1)} s`);
+  saveRecord(result, recordFile(parsed));
   for (const w of result.warnings) console.error(`note: ${w}`);
   if (result.url) console.log(`MLflow run: ${result.url}`);
   return 0;
