@@ -9,11 +9,14 @@
  *
  * and holds, per case, the newest row of any file: our figure, the peer's, the ratio, the date, the
  * machine and the load average during the run. Nothing between the markers is typed by hand.
+ * The ablations' verdict tables (`<!-- ablation:begin NAME -->`, `<!-- ablations:begin -->`) come
+ * from the ablations' records in results/ablations/ (scripts/ablation-tables.ts).
  * --check: change nothing, exit 1 when a table is out of date (for CI).
  */
 import { existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { type ResultsFile, type ResultRow as Row, resultsDir } from "../bench/common";
+import { readRecords, regenerateAblations } from "./ablation-tables";
 
 const ROOT = path.resolve(__dirname, "..");
 const RESULTS = resultsDir();
@@ -115,18 +118,18 @@ function main(): number {
           .map((f) => path.join(docs, f)),
       ];
   const rows = newestRows(RESULTS);
+  const records = readRecords(path.join(ROOT, "results", "ablations"));
   let stale = 0;
   for (const file of files) {
     const text = readFileSync(file, "utf8");
-    if (!BEGIN.test(text)) continue;
-    const next = regenerate(text, rows, file);
+    const next = regenerateAblations(regenerate(text, rows, file), records, file);
     if (next === text) continue;
     stale++;
     if (check) console.log(`${path.relative(ROOT, file)}: results table out of date`);
     else {
       writeFileSync(file, next);
       console.log(
-        `${path.relative(ROOT, file)}: results table regenerated (${rows.length} rows from ${path.relative(ROOT, RESULTS)})`,
+        `${path.relative(ROOT, file)}: results tables regenerated (${rows.length} bench rows, ${records.length} ablation records)`,
       );
     }
   }

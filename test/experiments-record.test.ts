@@ -10,6 +10,7 @@ import * as assert from "uvu/assert";
 import { fromRecord } from "../experiments/notebook";
 import { type AblationRecord, RecordError, readRecord, recordOfRun, writeRecord } from "../experiments/record";
 import { type AblationRun, runAblation } from "../experiments/runner";
+import { readRecords, regenerateAblations } from "../scripts/ablation-tables";
 import { projectRoot } from "../src/project";
 
 // alpha-bound's smoke preset cut to a few seconds of training
@@ -102,6 +103,31 @@ test("a record of other settings, a changed grid or another format is refused, n
     () => fromRecord(write("ok.json", base), "alpha-bound", "smoke", { ...SET, steps: 11 }),
     (e: Error) => e instanceof RecordError && /was run with settings/.test(e.message),
   );
+});
+
+test("the docs' ablation tables are generated from the records, with the verdicts the run computed", () => {
+  const records = path.join(dir, "records");
+  writeRecord(path.join(records, "alpha-bound-smoke.json"), recordOfRun(run));
+  const all = readRecords(records);
+  const text = [
+    "intro",
+    "<!-- ablations:begin -->",
+    "stale",
+    "<!-- ablations:end -->",
+    "<!-- ablation:begin alpha-bound -->",
+    "<!-- ablation:end -->",
+    "<!-- ablation:begin margins -->",
+    "<!-- ablation:end -->",
+    "outro",
+  ].join("\n");
+  const out = regenerateAblations(text, all, "test.md");
+  assert.ok(out.startsWith("intro\n") && out.endsWith("\noutro"));
+  assert.not.match(out, /stale/);
+  assert.match(out, /No record of margins yet/);
+  assert.match(out, /From `results\/ablations\/alpha-bound-smoke.json`: smoke preset run of/);
+  for (const c of run.analysis.comparisons) assert.ok(out.includes(`**${c.verdict.verdict}**`), c.name);
+  assert.is(regenerateAblations(out, all, "test.md"), out, "regenerating is idempotent");
+  assert.throws(() => regenerateAblations("<!-- ablation:begin x -->", all, "t.md"), /t.md: .* has no/);
 });
 
 test("`ablate --record PATH` writes the record; a smoke run writes none by default", async () => {
