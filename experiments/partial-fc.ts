@@ -363,7 +363,7 @@ async function runConfig(config: PartialFCConfig, ctx: RunContext): Promise<Conf
 function checkRates(key: string, rates: number[]): number[] {
   for (const r of rates)
     if (!(r > 0 && r <= 1)) throw new Error(`setting ${key} contains ${r}: expected sampling rates in (0, 1].`);
-  return rates;
+  return [...new Set(rates)];
 }
 
 function checkRate(key: string, r: number): number {
@@ -376,12 +376,9 @@ function grid(s: Settings): PartialFCConfig[] {
     const v = numberSetting(s, key);
     if (!(v > 0 && v < 1)) throw new Error(`setting ${key} = ${v} is not valid: expected a fraction in (0, 1).`);
   }
-  const filters = numbersSetting(s, "filters");
+  const filters = [...new Set(numbersSetting(s, "filters"))];
   for (const t of filters)
-    if (!(t > 0 && t < 1))
-      throw new Error(
-        `setting filters contains ${t}: expected cosine thresholds in (0, 1) (an empty list: no filter).`,
-      );
+    if (!(t > 0 && t < 1)) throw new Error(`setting filters contains ${t}: expected cosine thresholds in (0, 1).`);
   const ratesOf: Record<PfcVariant, number[]> = {
     clean: checkRates("rates", numbersSetting(s, "rates")),
     flip: checkRates("flipRates", numbersSetting(s, "flipRates")),
