@@ -681,6 +681,15 @@ const shared = {
   comparisonFar: 0.01,
 };
 
+/** The arms of the full and the paper presets. */
+const fullArms = {
+  noises: [0, 0.2, 0.4],
+  noiseKinds: ["uniform", "clustered"],
+  Ks: [1, 3, 10],
+  clusteredNoises: [0.4],
+  clusteredKs: [1, 3],
+};
+
 export const subcenter: Ablation<SubcenterConfig> = {
   name: "subcenter",
   title: "Sub-center ArcFace under label noise, and drop-and-retrain",
@@ -706,11 +715,7 @@ export const subcenter: Ablation<SubcenterConfig> = {
     full: {
       ...shared,
       seeds: 3,
-      noises: [0, 0.2, 0.4],
-      noiseKinds: ["uniform", "clustered"],
-      Ks: [1, 3, 10],
-      clusteredNoises: [0.4],
-      clusteredKs: [1, 3],
+      ...fullArms,
       trainIds: 200,
       testIds: 100,
       imagesPerIdentity: 10,
@@ -725,11 +730,7 @@ export const subcenter: Ablation<SubcenterConfig> = {
     paper: {
       ...shared,
       seeds: 3,
-      noises: [0, 0.2, 0.4],
-      noiseKinds: ["uniform", "clustered"],
-      Ks: [1, 3, 10],
-      clusteredNoises: [0.4],
-      clusteredKs: [1, 3],
+      ...fullArms,
       trainIds: 10572,
       testIds: 100,
       imagesPerIdentity: 10,

@@ -19,7 +19,7 @@ import {
 } from "../experiments/data-source";
 import { margins } from "../experiments/margins";
 import { ABLATIONS } from "../experiments/registry";
-import { planTasks, runAblation } from "../experiments/runner";
+import { planAblation, planTasks, runAblation, runPlannedTask } from "../experiments/runner";
 import { resolveSettings } from "../experiments/settings";
 import { run as ablateCli } from "../src/cli/ablate";
 import { encodeImage } from "../src/data/decode";
@@ -38,6 +38,7 @@ const dir = tempDir("real-data");
 const TRAIN_IDS = 6;
 const PER_ID = 6;
 const prefix = path.join(dir, "faces", "train");
+const folder = path.join(dir, "folder");
 const lfw = path.join(dir, "lfw.bin");
 const cfp = path.join(dir, "cfp_fp.bin");
 const small = path.join(dir, "small_crops.bin");
@@ -85,6 +86,13 @@ test.before(async () => {
       }
     }
   }
+  // the same training images as an image folder (one sub-folder per identity)
+  files.slice(0, TRAIN_IDS).forEach((fs, id) => {
+    mkdirSync(path.join(folder, `person${id}`), { recursive: true });
+    fs.forEach((f, j) => {
+      copyFileSync(f, path.join(folder, `person${id}`, `${j}.png`));
+    });
+  });
   mkdirSync(path.dirname(prefix), { recursive: true });
   const items = files.slice(0, TRAIN_IDS).flatMap((fs, id) => fs.map((f) => `${id}:${f}`));
   py("write_recordio.py", [prefix, "insightface", ...items]);
@@ -144,6 +152,12 @@ test("the data source: RGB at imageSize from the .rec, the .bin sets as test set
     Array.from({ length: 36 }, (_, i) => Math.floor(i / PER_ID)),
   );
   assert.is(data.test.kind, "bins");
+  // an image folder of the same images gives the same labels and pixels
+  const fromFolder = await experimentData({ ...s, data: folder }, 7);
+  assert.equal([...fromFolder.train.labels], [...data.train.labels]);
+  assert.equal(fromFolder.train.shape, [24, 24, 3]);
+  for (const i of [0, 13, 35])
+    assert.equal(Buffer.from((await fromFolder.train.get(i)).data), Buffer.from((await data.train.get(i)).data));
   const backbone = makeBackbone("mlp", 8, 3, data.inputShape);
   try {
     const v = await evaluateVerification(backbone, data.test, { losses: [1, 0.9] });
@@ -200,6 +214,17 @@ test("margins (smoke) on the .rec and two .bin sets, tracked: per-set metrics, v
   const keys = new Set((child.data.metrics ?? []).map((m) => m.key));
   for (const k of ["lfw/acc", "cfp_fp/acc", "mean/acc", "mean/acc_ci95_low"])
     assert.ok(keys.has(k), `${k}: ${[...keys]}`);
+});
+
+test("a planned task (a cluster array task) reads --data and --eval from its parent run", async () => {
+  const where = { trackingUri: server!.url, experiment: "test-real-data", journalDir: path.join(dir, "journal") };
+  const set = { ...realSet, losses: ["softmax"], pictureLosses: [], steps: 6, batchSize: 12, seeds: 1 };
+  const planned = await planAblation("margins", { ...where, preset: "smoke", set });
+  assert.is(planned.commands.length, 1);
+  const r = await runPlannedTask(planned.parentRunId, 0, where);
+  assert.is(r.skipped, false);
+  for (const k of ["lfw/acc", "cfp_fp/acc", MEAN_ACC])
+    assert.ok(Number.isFinite(r.result?.result.metrics[k] ?? Number.NaN), `task metric ${k}`);
 });
 
 /** Runs `marginlab ablate ARGS` in this process; its exit code and what it wrote to stderr and stdout. */
