@@ -102,6 +102,7 @@ async function openTrainingSet(p: string): Promise<Dataset> {
     return recordIODataset({ path: p, channels: 3 });
   if (!isDir && existsSync(`${p}.rec`)) return recordIODataset({ path: `${p}.rec`, channels: 3 });
   if (isDir) return imageFolder({ root: p, channels: 3 });
+  if (existsSync(p)) throw new Error(`--data ${p}: a file that is not a .rec (${DATA_FORMATS}).`);
   throw new Error(`--data ${p}: no such file, .rec or folder (${DATA_FORMATS}).`);
 }
 

@@ -42,7 +42,12 @@ const folder = path.join(dir, "folder");
 const lfw = path.join(dir, "lfw.bin");
 const cfp = path.join(dir, "cfp_fp.bin");
 const small = path.join(dir, "small_crops.bin");
-let server: Awaited<ReturnType<typeof startServer>> | undefined;
+let server: Promise<Awaited<ReturnType<typeof startServer>>> | undefined;
+/** The MLflow server of the tracked tests, started by the first (the others do not wait for it). */
+const serverUrl = async () => {
+  server ??= startServer({ startTimeoutMs: 300_000 });
+  return (await server).url;
+};
 
 /** Writes a .bin of `pairs` pairs of held-out identities' images (even pairs the same identity). */
 async function writeBin(out: string, files: string[][], pairs: number): Promise<void> {
@@ -99,11 +104,10 @@ test.before(async () => {
   await writeBin(lfw, files.slice(TRAIN_IDS), 20);
   await writeBin(cfp, files.slice(TRAIN_IDS), 8);
   await writeBin(small, smallFiles.slice(TRAIN_IDS), 8);
-  server = await startServer({ startTimeoutMs: 180_000 });
 });
 
 test.after(async () => {
-  await server?.stop();
+  await (await server?.catch(() => undefined))?.stop();
   removeTempDirs();
 });
 
@@ -187,7 +191,7 @@ test("the data source: RGB at imageSize from the .rec, the .bin sets as test set
 test("margins (smoke) on the .rec and two .bin sets, tracked: per-set metrics, verdicts on mean/acc", async () => {
   const result = await runAblation("margins", {
     preset: "smoke",
-    trackingUri: server!.url,
+    trackingUri: await serverUrl(),
     experiment: "test-real-data",
     journalDir: path.join(dir, "journal"),
     set: { ...realSet, losses: ["softmax", "arcface"], pictureLosses: [], steps: 15, batchSize: 12 },
@@ -205,7 +209,7 @@ test("margins (smoke) on the .rec and two .bin sets, tracked: per-set metrics, v
   assert.is(cmp.verdict.n, 2, "paired over both seeds (or fewer where one collapsed)");
   assert.ok(result.summary.notes.some((n) => n.includes("lfw: TAR@FAR=0.01 not reported")));
 
-  const client = new MlflowClient({ trackingUri: server!.url });
+  const client = new MlflowClient({ trackingUri: await serverUrl() });
   const parent = await client.getRun(result.parentRunId!);
   const params = Object.fromEntries((parent.data.params ?? []).map((p) => [p.key, p.value]));
   assert.is(params["setting.data"], prefix);
@@ -217,7 +221,7 @@ test("margins (smoke) on the .rec and two .bin sets, tracked: per-set metrics, v
 });
 
 test("a planned task (a cluster array task) reads --data and --eval from its parent run", async () => {
-  const where = { trackingUri: server!.url, experiment: "test-real-data", journalDir: path.join(dir, "journal") };
+  const where = { trackingUri: await serverUrl(), experiment: "test-real-data", journalDir: path.join(dir, "journal") };
   const set = { ...realSet, losses: ["softmax"], pictureLosses: [], steps: 6, batchSize: 12, seeds: 1 };
   const planned = await planAblation("margins", { ...where, preset: "smoke", set });
   assert.is(planned.commands.length, 1);
@@ -283,6 +287,7 @@ test("bad input: exit 2 before any run, naming the file, the offset or setting, 
     ["--data", path.join(dir, "nope"), "--eval", eval2],
     /--data .*nope: no such file, .rec or folder \(allowed: an InsightFace .rec\/.idx prefix/,
   );
+  await expectError(["--data", `${prefix}.idx`, "--eval", eval2], /train.idx: a file that is not a .rec \(allowed:/);
   await expectError(["--data", prefix, "--eval", eval2], /holds 6 identities but trainIds = 20.*--set trainIds=6/);
   await expectError(
     ["--data", prefix, "--eval", `${lfw},${small}`, ...ids],
