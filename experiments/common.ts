@@ -46,11 +46,12 @@ export function mlpBackbone(o: {
   return new LayersBackbone("mlp", tf.model({ inputs: input, outputs: out }), o.inputShape, o.embeddingDim);
 }
 
-export const BACKBONE_CHOICES = ["mlp", "lenet++", "lenet-small", "iresnet-small"] as const;
+export const BACKBONE_CHOICES = ["mlp", "lenet++", "lenet-small", "iresnet-small", "iresnet50"] as const;
 
 /**
- * "mlp" (fast), "lenet-small" (LeNet++ with 8/16/32 filters), "lenet++" (Wen et al.'s 32/64/128) or
- * "iresnet-small" (the project's iResNet with one block of 16/32/64/128 channels per stage).
+ * "mlp" (fast), "lenet-small" (LeNet++ with 8/16/32 filters), "lenet++" (Wen et al.'s 32/64/128),
+ * "iresnet-small" (the project's iResNet with one block of 16/32/64/128 channels per stage) or
+ * "iresnet50" (InsightFace's iResNet-50, the papers' ResNet50: the paper presets).
  */
 export function makeBackbone(
   name: string,
@@ -62,7 +63,7 @@ export function makeBackbone(
   if (name === "lenet++") return createBackbone({ name: "lenet++", embeddingDim, seed, inputShape });
   if (name === "lenet-small")
     return createBackbone({ name: "lenet++", embeddingDim, seed, inputShape, widths: [8, 16, 32] });
-  if (name === "iresnet-small") return createBackbone({ name: "iresnet-small", embeddingDim, seed, inputShape });
+  if (name === "iresnet-small" || name === "iresnet50") return createBackbone({ name, embeddingDim, seed, inputShape });
   throw new Error(`backbone = "${name}" is not valid: allowed are ${BACKBONE_CHOICES.join(", ")}.`);
 }
 

@@ -23,7 +23,6 @@ import { CAFFE_LAMBDA, SphereFace } from "../src/losses/sphereface";
 import { formatStatistic, statisticsTable } from "./analysis";
 import {
   evaluateClosedSet,
-  evaluateHeldOut,
   fit,
   fitWithSettings,
   heldOutTarMetric,
@@ -32,8 +31,8 @@ import {
   mnistSplit,
   round,
   sampleIndices,
-  syntheticSplitFromSettings,
 } from "./common";
+import { evaluateVerification, experimentData, verificationMetric } from "./data-source";
 import { metricBars, rocFigure } from "./figures";
 import { checkMnistSplit } from "./mnist-data";
 import { numberSetting, numbersSetting, stringsSetting } from "./settings";
@@ -201,9 +200,9 @@ function grid(s: Settings): MarginsConfig[] {
   return [...verify, ...picture];
 }
 
-/** The comparisons' metric: TAR at the lowest FAR the held-out impostors of the settings support. */
+/** The comparisons' metric: TAR at the lowest FAR the held-out impostors support (with --eval: mean/acc). */
 export function comparisonMetric(s: Settings): string {
-  return heldOutTarMetric(numberSetting(s, "testIds"), numberSetting(s, "imagesPerIdentity"));
+  return verificationMetric(s, heldOutTarMetric(numberSetting(s, "testIds"), numberSetting(s, "imagesPerIdentity")));
 }
 
 /** ArcFace Table 2 (CASIA, ResNet50; LFW / CFP-FP / AgeDB-30 accuracy %), shared/research/papers.md section 3.2. */
@@ -418,9 +417,8 @@ function summarize(results: Array<ResultOf<MarginsConfig>>, s: Settings, analysi
 
 async function runVerify(config: MarginsConfig, ctx: Parameters<Ablation<MarginsConfig>["runOne"]>[1]) {
   const s = ctx.settings;
-  const data = await syntheticSplitFromSettings(s, numberSetting(s, "dataSeed"), { degradedFraction: 0 });
-  const size = numberSetting(s, "imageSize");
-  const backbone = makeBackbone(String(s.backbone), config.embeddingDim, ctx.seed, [size, size, 1]);
+  const data = await experimentData(s, numberSetting(s, "dataSeed"), { degradedFraction: 0 });
+  const backbone = makeBackbone(String(s.backbone), config.embeddingDim, ctx.seed, data.inputShape);
   const head = makeHead(config.head, {
     numClasses: data.train.numClasses,
     embeddingDim: config.embeddingDim,
@@ -428,12 +426,12 @@ async function runVerify(config: MarginsConfig, ctx: Parameters<Ablation<Margins
   });
   try {
     const fitted = await fitWithSettings(s, { backbone, head, data: data.train, seed: ctx.seed }, ctx);
-    const held = await evaluateHeldOut(backbone, data.test, {
+    const held = await evaluateVerification(backbone, data.test, {
       losses: fitted.lossHistory.map((h) => h.loss),
       seed: ctx.seed,
     });
     // ArcFace Table 3 on the training images: W-EC, W-Inter, Intra, Inter (degrees)
-    const { embeddings: trainEmb } = await evaluateClosedSet(backbone, head, data.train);
+    const { embeddings: trainEmb } = await evaluateClosedSet(backbone, head, data.trainSample);
     const angles = angleStatistics(
       trainEmb.single,
       trainEmb.labels,
@@ -451,7 +449,7 @@ async function runVerify(config: MarginsConfig, ctx: Parameters<Ablation<Margins
       },
       lossHistory: fitted.lossHistory,
       collapse: held.collapse,
-      extra: { roc: held.verification.roc, notes: held.notes },
+      extra: { roc: held.roc, notes: held.notes },
     };
   } finally {
     head.dispose();
@@ -559,6 +557,27 @@ export const margins: Ablation<MarginsConfig> = {
       pictureSteps: 600,
       plotPoints: 1500,
     },
+    // ArcFace Table 2's setting (shared/research/papers.md 3.1-3.2): CASIA-WebFace's 10,572 identities,
+    // ResNet50 (iResNet-50), 512-D, 112x112, s = 64, batch 512, lr 0.1, 32K iterations
+    paper: {
+      ...shared,
+      seeds: 3,
+      losses: [...LOSSES],
+      pictureLosses: [...LOSSES],
+      backbone: "iresnet50",
+      embeddingDim: 512,
+      imageSize: 112,
+      s: 64,
+      trainIds: 10572,
+      testIds: 100,
+      imagesPerIdentity: 8,
+      steps: 32000,
+      batchSize: 512,
+      pictureTrainPerClass: 600,
+      pictureTestPerClass: 200,
+      pictureSteps: 600,
+      plotPoints: 1500,
+    },
   },
   describe: {
     seed: "first seed (initialisation and data order derive from the seed alone)",
@@ -566,11 +585,11 @@ export const margins: Ablation<MarginsConfig> = {
     dataSeed: "seed of the synthetic identities (the same data for every seed)",
     losses: `losses of the held-out verification runs (${LOSSES.join(", ")})`,
     pictureLosses: "losses of the 2-D MNIST picture runs (empty: none)",
-    backbone: "backbone of the verification runs: iresnet-small | lenet-small | lenet++ | mlp",
+    backbone: "backbone of the verification runs: iresnet-small | iresnet50 | lenet-small | lenet++ | mlp",
     embeddingDim: "embedding dimension of the verification runs",
-    imageSize: "synthetic image size in pixels",
-    trainIds: "training identities (classes)",
-    testIds: "held-out identities (verification on all their pairs)",
+    imageSize: "image size in pixels (with --data the images are resized to it)",
+    trainIds: "training identities (classes; with --data: the data set's count)",
+    testIds: "held-out synthetic identities (verification on all their pairs; with --data the .bin sets' pairs)",
     imagesPerIdentity: "images per identity",
     s: "scale of CosFace, ArcFace and the combined margin (NormFace uses 64 and 20)",
     sphereM: "SphereFace's integer margin (Caffe lambda annealing, reaching its floor of 5 at half the steps)",

@@ -18,6 +18,7 @@ import { flattenConfig } from "../src/tracking/params";
 import { type Run, type StartRunOptions, startRun } from "../src/tracking/run";
 import { TrainingError } from "../src/train/trainer";
 import { analyze, collapsedTable, configKey, verdictNotes, verdictTable } from "./analysis";
+import { checkExperimentData } from "./data-source";
 import { decodeJson, encodeJson } from "./record";
 import { getAblation } from "./registry";
 import { checkPreset, resolveSettings } from "./settings";
@@ -450,6 +451,7 @@ export async function runAblation(
 ): Promise<AblationRun> {
   const ablation = typeof nameOrAblation === "string" ? getAblation(nameOrAblation) : nameOrAblation;
   const plan = planTasks(ablation, options.preset ?? "smoke", options.set ?? {});
+  await checkExperimentData(plan.settings); // the user's files are read and checked before any run exists
   const { tasks, preset } = plan;
   const track = options.track ?? true;
   const t0 = performance.now();
@@ -544,6 +546,7 @@ export async function planAblation(
 ): Promise<PlannedAblation> {
   const ablation = typeof nameOrAblation === "string" ? getAblation(nameOrAblation) : nameOrAblation;
   const plan = planTasks(ablation, options.preset ?? "smoke", options.set ?? {});
+  await checkExperimentData(plan.settings);
   const parent = await startRun({ ...parentOptions(ablation, plan, options), systemMetrics: false });
   const parentRunId = parent.id;
   if (!parentRunId) {

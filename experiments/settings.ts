@@ -154,20 +154,71 @@ export function checkSettingRange(key: string, value: SettingValue): void {
 }
 
 /**
+ * The settings every ablation takes besides its preset's: the user's data (experiments/data-source.ts).
+ * Absent means synthetic identities; they are set only when given, so synthetic runs keep their params.
+ */
+export const DATA_SETTINGS = {
+  data: "the training set: an InsightFace .rec/.idx prefix, a .rec file, a folder with train.rec, or an image folder (one sub-folder per identity)",
+  eval: "verification sets, comma-separated InsightFace .bin files (lfw.bin, cfp_fp.bin, agedb_30.bin): verification on their pairs replaces the held-out synthetic identities",
+} as const;
+
+function dataSetting(key: keyof typeof DATA_SETTINGS, value: SettingValue): SettingValue {
+  const list = (Array.isArray(value) ? value.map(String) : String(value).split(","))
+    .map((v) => v.trim())
+    .filter((v) => v !== "");
+  if (list.length === 0 || (key === "data" && list.length > 1))
+    throw new Error(
+      `--set ${key}=${JSON.stringify(value)} is not valid: expected ${key === "data" ? "one path" : "comma-separated paths"} (${DATA_SETTINGS[key]}).`,
+    );
+  return key === "data" ? list[0] : list;
+}
+
+/**
+ * What the data settings may be with this preset and ablation: `data` and `eval` go together, the
+ * paper preset needs them (it is sized like the paper's data set), and an ablation whose design
+ * needs synthetic control says why it does not take them (`realDataUnsupported`).
+ */
+function checkDataSettings(
+  ablation: { name: string; realDataUnsupported?: string },
+  preset: Preset,
+  s: Settings,
+): void {
+  const has = (k: string) => s[k] !== undefined;
+  if (has("data") && ablation.realDataUnsupported)
+    throw new Error(`ablation "${ablation.name}" does not take --data: ${ablation.realDataUnsupported}`);
+  if (preset === "paper" && !has("data"))
+    throw new Error(
+      ablation.realDataUnsupported
+        ? `--preset paper needs --data, and ablation "${ablation.name}" does not take it: ${ablation.realDataUnsupported}`
+        : `--preset paper is sized like the paper's training set (iResNet-50 at 112x112 on CASIA-WebFace's 10,572 identities): give --data <InsightFace .rec/.idx prefix or image folder> and --eval <lfw.bin,cfp_fp.bin,agedb_30.bin>.`,
+    );
+  if (has("data") !== has("eval"))
+    throw new Error(
+      has("data")
+        ? "--data needs --eval (comma-separated InsightFace .bin files such as lfw.bin,cfp_fp.bin,agedb_30.bin): with the user's training set, verification is on those sets' pairs, as the papers report it."
+        : "--eval needs --data: the verification sets are real faces, which a model trained on the synthetic identities does not see.",
+    );
+}
+
+/**
  * The preset's settings with overrides applied (overrides: typed values or strings to parse). Every
  * numeric value is checked against its range (SETTING_RANGES), so a bad value fails before any run.
  */
 export function resolveSettings(
-  ablation: { name: string; presets: Record<Preset, Settings> },
+  ablation: { name: string; presets: Record<Preset, Settings>; realDataUnsupported?: string },
   preset: Preset,
   overrides: Record<string, SettingValue> = {},
 ): Settings {
   const base = ablation.presets[preset];
   const out: Settings = { ...base };
   for (const [key, value] of Object.entries(overrides)) {
+    if (key in DATA_SETTINGS) {
+      out[key] = dataSetting(key as keyof typeof DATA_SETTINGS, value);
+      continue;
+    }
     if (!(key in base)) {
       throw new Error(
-        `--set ${key}: "${key}" is not a setting of ablation "${ablation.name}"; allowed are ${Object.keys(base).join(", ")}.`,
+        `--set ${key}: "${key}" is not a setting of ablation "${ablation.name}"; allowed are ${[...Object.keys(base), ...Object.keys(DATA_SETTINGS)].join(", ")}.`,
       );
     }
     const like = base[key];
@@ -177,6 +228,7 @@ export function resolveSettings(
     } else out[key] = value;
     checkSettingRange(key, out[key]);
   }
+  checkDataSettings(ablation, preset, out);
   return out;
 }
 

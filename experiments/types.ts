@@ -9,7 +9,12 @@ import type { CollapseCheck } from "../src/eval/collapse";
 import type { Direction, Verdict } from "../src/eval/stats";
 import type { PlotlyFigure } from "../src/plots/html";
 
-export const PRESETS = ["smoke", "full"] as const;
+/**
+ * smoke: seconds, for CI; full: what the write-up reports, on synthetic identities, within 25 minutes
+ * on 2 cores; paper: sized like the paper's training run, for the user's data set (`data`, `eval`) on
+ * a GPU machine or a cluster.
+ */
+export const PRESETS = ["smoke", "full", "paper"] as const;
 export type Preset = (typeof PRESETS)[number];
 
 /** A setting value: what `--set key=value` can express. */
@@ -117,6 +122,11 @@ export interface Ablation<C extends Config = Config> {
   /** The paper(s) and the claim being checked, in a sentence or two. */
   claim: string;
   presets: Record<Preset, Settings>;
+  /**
+   * Set when the ablation's design cannot run on the user's data (`data`, `eval` settings): why, in
+   * words (the error of `--data` with this ablation, before any run).
+   */
+  realDataUnsupported?: string;
   /** Help for each setting key (shown by `marginlab list` and in errors). */
   describe: Record<string, string>;
   grid(settings: Settings): C[];

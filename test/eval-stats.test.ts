@@ -92,7 +92,11 @@ test("the verdict: held, contradicted, not shown, with the numbers and n", () =>
   const roundOff = verdictOf([0.3000001, 0.4000002, 0.5], [0.3, 0.4, 0.4999999], "greater");
   assert.is(roundOff.verdict, "not shown");
   assert.match(roundOff.text, /no spread across seeds/);
-  assert.is(verdictOf([0.3001, 0.40011, 0.50012], [0.3, 0.4, 0.5], "greater").verdict, "held", "a real 1e-5 spread counts");
+  assert.is(
+    verdictOf([0.3001, 0.40011, 0.50012], [0.3, 0.4, 0.5], "greater").verdict,
+    "held",
+    "a real 1e-5 spread counts",
+  );
   assert.throws(() => verdictOf([1, Number.NaN], [1, 2], "greater"), /value 1 is not finite/);
   assert.throws(() => verdictOf([1, 2, 3], [1, 2], "greater"), /3 treatment values for 2 baseline/);
 });

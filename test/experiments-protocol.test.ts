@@ -31,6 +31,7 @@ const toy: Ablation<ToyConfig> = {
   presets: {
     smoke: { seed: 1, seeds: 3, arms: ["baseline", "treatment", "worse", "broken", "flat"] },
     full: { seed: 1, seeds: 5, arms: ["baseline", "treatment"] },
+    paper: { seed: 1, seeds: 5, arms: ["baseline", "treatment"] },
   },
   describe: { seed: "first seed", seeds: "how many seeds", arms: "arms" },
   grid: (s) =>

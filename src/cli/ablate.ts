@@ -8,6 +8,7 @@
 import { spawn } from "node:child_process";
 import os from "node:os";
 import path from "node:path";
+import { checkExperimentData } from "../../experiments/data-source";
 import { recordOfRun, recordPath, writeRecord } from "../../experiments/record";
 import { getAblation } from "../../experiments/registry";
 import {
@@ -27,17 +28,27 @@ import { progressText, sequenceView, TextProgress } from "../progress";
 import { projectRoot } from "../project";
 import { trackingConfigFromEnv } from "../tracking/config";
 
-export const summary = "run an ablation: marginlab ablate <name> [--preset smoke|full] [--set key=value ...]";
+export const summary =
+  "run an ablation: marginlab ablate <name> [--preset smoke|full|paper] [--set key=value ...] [--data PATH --eval A.bin,B.bin]";
 
-const USAGE = `usage: marginlab ablate <name> [--preset ${PRESETS.join("|")}] [--set key=value ...] [--no-track]
+const USAGE = `usage: marginlab ablate <name> [--preset ${PRESETS.join("|")}] [--set key=value ...] [--data PATH --eval A.bin,...] [--no-track]
        marginlab ablate <name> [--preset P] [--set k=v ...] --plan [--json]
        marginlab ablate <name> --index I[,J...] --parent RUN_ID
        marginlab ablate <name> [--preset P] [--set k=v ...] --jobs N|auto [--threads T]
 
 Runs an ablation as an MLflow parent run with one child run per configuration (MLFLOW_TRACKING_URI,
 else the project's embedded server). \`marginlab list\` shows the ablations and their settings.
-  --preset       smoke (seconds, for CI) or full (what the write-up reports); default smoke
+  --preset       smoke (seconds, for CI), full (what the write-up reports, synthetic identities) or
+                 paper (sized like the paper, e.g. iResNet-50 at 112x112 on CASIA-WebFace's 10,572
+                 identities: needs --data and --eval, a GPU machine or a cluster); default smoke
   --set k=v      override a setting (lists: comma-separated), repeatable
+  --data PATH    train on your data set instead of the synthetic identities: an InsightFace .rec/.idx
+                 prefix (train -> train.rec + train.idx), a .rec, a folder with train.rec, or an image
+                 folder (one sub-folder per identity); images are decoded RGB, resized to imageSize;
+                 set trainIds to its identity count (the error says it)
+  --eval A,B     verify on InsightFace .bin sets (lfw.bin,cfp_fp.bin,agedb_30.bin; same image size as
+                 the training images): metrics lfw/acc (10-fold), lfw/auc, lfw/tar_far_1e-2 ..., and
+                 mean/acc (what the comparisons use); goes with --data
   --no-track     run without MLflow
   --plan         create the parent run only; print the number of tasks and each task's command
   --json         with --plan: print {parentRunId, url, tasks, commands} as JSON
@@ -55,6 +66,9 @@ interface Parsed {
   preset: string;
   presetGiven: boolean;
   sets: string[];
+  /** --data and --eval as given (the overrides `data` and `eval`, made absolute). */
+  data?: string;
+  eval?: string;
   track: boolean;
   help: boolean;
   plan: boolean;
@@ -105,6 +119,8 @@ export function parseAblateArgs(args: string[]): Parsed {
       out.presetGiven = true;
     } else if (a === "--set") out.sets.push(value(a));
     else if (a.startsWith("--set=")) out.sets.push(a.slice("--set=".length));
+    else if (a === "--data" || a.startsWith("--data=")) out.data = a === "--data" ? value(a) : a.slice(7);
+    else if (a === "--eval" || a.startsWith("--eval=")) out.eval = a === "--eval" ? value(a) : a.slice(7);
     else if (a === "--no-track") out.track = false;
     else if (a === "--plan") out.plan = true;
     else if (a === "--json") out.json = true;
@@ -118,7 +134,7 @@ export function parseAblateArgs(args: string[]): Parsed {
     else if (a === "--no-record") out.record = false;
     else if (a.startsWith("-"))
       throw new Error(
-        `unknown option "${a}" (allowed: --preset, --set, --no-track, --plan, --json, --index, --parent, --jobs, --threads, --record, --no-record, --help)`,
+        `unknown option "${a}" (allowed: --preset, --set, --data, --eval, --no-track, --plan, --json, --index, --parent, --jobs, --threads, --record, --no-record, --help)`,
       );
     else if (out.name === undefined) out.name = a;
     else throw new Error(`unexpected argument "${a}" (one ablation name at a time)`);
@@ -134,8 +150,23 @@ export function parseAblateArgs(args: string[]): Parsed {
     throw new Error(
       "--record goes with a whole run (local or --jobs); after --plan, `marginlab summarize ID --record` writes it",
     );
-  if (out.indices !== undefined && out.sets.length > 0)
-    throw new Error("--set goes with --plan: a task (--index) takes its settings from the parent run");
+  if (out.indices !== undefined && (out.sets.length > 0 || out.data !== undefined || out.eval !== undefined))
+    throw new Error("--set, --data and --eval go with --plan: a task (--index) takes its settings from the parent run");
+  return out;
+}
+
+/**
+ * The overrides with --data / --eval added and their paths made absolute (also when given with --set),
+ * so that the tasks of a plan, which read them from the parent run, find the files from any folder.
+ */
+function dataOverrides(parsed: Parsed, overrides: Record<string, SettingValue>): Record<string, SettingValue> {
+  const out = { ...overrides };
+  if (parsed.data !== undefined) out.data = parsed.data;
+  if (parsed.eval !== undefined) out.eval = parsed.eval;
+  const absolute = (v: string) => (v.trim() === "" ? v : path.resolve(v.trim()));
+  if (typeof out.data === "string") out.data = absolute(out.data);
+  if (out.eval !== undefined)
+    out.eval = (Array.isArray(out.eval) ? out.eval.map(String) : String(out.eval).split(",")).map(absolute);
   return out;
 }
 
@@ -168,8 +199,9 @@ export async function run(args: string[]): Promise<number> {
     if (!parsed.name) throw new Error("which ablation? `marginlab list` shows them");
     const ablation = getAblation(parsed.name);
     const preset = checkPreset(ablation.name, parsed.preset);
-    overrides = Object.fromEntries(parseAssignments(parsed.sets));
-    resolveSettings(ablation, preset, overrides); // reject bad keys/values before anything starts
+    overrides = dataOverrides(parsed, Object.fromEntries(parseAssignments(parsed.sets)));
+    // reject bad keys/values, and read and check the user's data files, before anything starts
+    await checkExperimentData(resolveSettings(ablation, preset, overrides));
   } catch (error) {
     console.error(`marginlab ablate: ${(error as Error).message}`);
     return 2;
