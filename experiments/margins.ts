@@ -91,7 +91,7 @@ const LIBRARY_SPEC: Record<LossName, (h: HeadSpec) => LibrarySpecPart> = {
 };
 
 /** Builds the head of a spec (numClasses C, embedding D). */
-export function makeHead(
+function makeHead(
   h: HeadSpec,
   o: { numClasses: number; embeddingDim: number; seed: number; initialWeight?: number[][] },
 ): Head {
