@@ -307,6 +307,38 @@ export function intOption(opts: Record<string, string | boolean>, key: string, f
   return n;
 }
 
+/** --key 10000,20000: integers >= 1, comma-separated. */
+export function intListOption(opts: Record<string, string | boolean>, key: string, fallback: number[]): number[] {
+  const v = opts[key];
+  if (typeof v !== "string") return fallback;
+  return v.split(",").map((item) => intOption({ [key]: item }, key, 0));
+}
+
+/** The sizes and repetitions of a timed training step: --dim (512), --batch (256), --warmup, --repeats. */
+export interface StepOptions {
+  dim: number;
+  batch: number;
+  warmup: number;
+  repeats: number;
+}
+
+export function stepOptions(
+  opts: Record<string, string | boolean>,
+  defaults: { warmup: number; repeats: number },
+): StepOptions {
+  return {
+    dim: intOption(opts, "dim", 512),
+    batch: intOption(opts, "batch", 256),
+    warmup: intOption(opts, "warmup", defaults.warmup),
+    repeats: intOption(opts, "repeats", defaults.repeats),
+  };
+}
+
+/** A peer script's command line from its parameters, in their order: { classes: 10 } -> --classes 10. */
+export function peerArgs(params: object): string[] {
+  return Object.entries(params).flatMap(([k, v]) => [`--${k}`, String(v)]);
+}
+
 /** Worker dispatch: when a bench file is run as `--worker <case> <json>`. */
 export function workerArgs(): { caseName: string; params: Record<string, number | string | boolean> } | null {
   const i = process.argv.indexOf("--worker");

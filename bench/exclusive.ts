@@ -9,9 +9,11 @@ import { exclusiveDense, exclusiveTiled } from "../src/losses/exclusive";
 import type { Tensor2D } from "../src/losses/head";
 import {
   emit,
+  intListOption,
   intOption,
   machineLine,
   parseArgs,
+  peerArgs,
   printRows,
   type Result,
   runPeer,
@@ -44,16 +46,13 @@ function worker(caseName: string, p: Params): void {
   emit({ name, stepsMs, classes: p.classes, value });
 }
 
-const list = (v: string | boolean | undefined, fallback: number[]) =>
-  typeof v === "string" ? v.split(",").map(Number) : fallback;
-
 export async function run(args: string[]): Promise<number> {
   const o = parseArgs(args);
   const quick = o.quick === true;
   const dim = intOption(o, "dim", 512);
   const tile = intOption(o, "tile", 4096);
-  const tiled = list(o.classes, quick ? [2000] : [10000, 20000, 100000]);
-  const dense = list(o.dense, quick ? [2000] : [10000, 20000]);
+  const tiled = intListOption(o, "classes", quick ? [2000] : [10000, 20000, 100000]);
+  const dense = intListOption(o, "dense", quick ? [2000] : [10000, 20000]);
   // marginlab's own dense reference form (tfjs keeps several C x C temporaries): only up to this C
   const oursDenseMax = intOption(o, "ours-dense-max", 10000);
   console.log(`bench exclusive: RegularFace exclusive regularization, value + gradient, D=${dim}`);
@@ -76,7 +75,7 @@ export async function run(args: string[]): Promise<number> {
     if (c <= oursDenseMax)
       rows.push(runWorker("exclusive.ts", "dense", { classes: c, dim, tile, warmup: 1, repeats: 3 }));
     if (o["no-peer"]) continue;
-    const peer = runPeer("exclusive.py", `PML dense C=${c}`, ["--classes", String(c), "--dim", String(dim)]);
+    const peer = runPeer("exclusive.py", `PML dense C=${c}`, peerArgs({ classes: c, dim }));
     rows.push(peer);
     const mine = ours.get(c);
     if (mine) pairs.push([mine, peer]);

@@ -17,13 +17,15 @@ import type { Tensor1D, Tensor2D } from "../src/losses/head";
 import { PartialFC } from "../src/losses/partial-fc";
 import {
   emit,
-  intOption,
+  intListOption,
   machineLine,
   parseArgs,
+  peerArgs,
   printRows,
   type Result,
   runPeer,
   runWorker,
+  stepOptions,
   timeSteps,
   workerArgs,
   writeResults,
@@ -73,27 +75,21 @@ function worker(caseName: string, p: Params): void {
 export async function run(args: string[]): Promise<number> {
   const o = parseArgs(args);
   const quick = o.quick === true;
-  const classes = typeof o.classes === "string" ? o.classes.split(",").map(Number) : quick ? [2000] : [10000, 100000];
-  const base = {
-    dim: intOption(o, "dim", 512),
-    batch: intOption(o, "batch", 256),
-    warmup: intOption(o, "warmup", quick ? 1 : 2),
-    repeats: intOption(o, "repeats", quick ? 2 : 7),
-  };
+  const classes = intListOption(o, "classes", quick ? [2000] : [10000, 100000]);
+  const base = stepOptions(o, { warmup: quick ? 1 : 2, repeats: quick ? 2 : 7 });
   console.log(`bench heads: ArcFace step (forward, backward, SGD momentum), B=${base.batch}, D=${base.dim}`);
   console.log(`machine: ${machineLine()}`);
   for (const c of classes) {
     const p: Params = { classes: c, ...base };
     const rows: Result[] = [];
-    const peerArgs = ["--classes", String(c), "--dim", String(base.dim), "--batch", String(base.batch)];
-    peerArgs.push("--warmup", String(base.warmup), "--repeats", String(base.repeats));
+    const args = peerArgs({ classes: c, ...base });
     // interleave ours and the peer's so that a load change on a shared machine hits both
     const fused = runWorker("heads.ts", "fused", p);
     const peer = o["no-peer"]
       ? null
-      : runPeer("heads.py", `pytorch insightface C=${c}`, [...peerArgs, "--variant", "insightface"]);
+      : runPeer("heads.py", `pytorch insightface C=${c}`, [...args, "--variant", "insightface"]);
     const head = o["no-head"] ? null : runWorker("heads.ts", "head", p);
-    const lean = o["no-peer"] ? null : runPeer("heads.py", `pytorch lean C=${c}`, [...peerArgs, "--variant", "lean"]);
+    const lean = o["no-peer"] ? null : runPeer("heads.py", `pytorch lean C=${c}`, [...args, "--variant", "lean"]);
     const pfc = o["no-pfc"] ? null : runWorker("heads.ts", "pfc", p);
     for (const r of [fused, pfc, head, peer, lean]) if (r) rows.push(r);
     const pairs: [Result, Result][] = [];

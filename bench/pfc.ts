@@ -20,10 +20,12 @@ import {
   machineLine,
   median,
   parseArgs,
+  peerArgs,
   printRows,
   type Result,
   runPeer,
   runWorker,
+  stepOptions,
   timeSteps,
   workerArgs,
   writeResults,
@@ -112,19 +114,11 @@ export async function run(args: string[]): Promise<number> {
   const big = intOption(o, "classes", quick ? 20000 : 1000000);
   const full = intOption(o, "full-classes", quick ? 2000 : 100000);
   const rate = typeof o.rate === "string" ? Number(o.rate) : 0.1;
-  const base = {
-    dim: intOption(o, "dim", 512),
-    batch: intOption(o, "batch", 256),
-    // at r = 0.1 each step first touches ~100k momentum rows: steps settle after a few
-    warmup: intOption(o, "warmup", quick ? 1 : 5),
-    repeats: intOption(o, "repeats", quick ? 2 : 7),
-  };
+  // at r = 0.1 each step first touches ~100k momentum rows: steps settle after a few warm-up steps
+  const base = stepOptions(o, { warmup: quick ? 1 : 5, repeats: quick ? 2 : 7 });
   console.log(`bench pfc: Partial FC + ArcFace, B=${base.batch}, D=${base.dim}, SGD momentum 0.9, weight decay 5e-4`);
   console.log(`machine: ${machineLine()}`);
-  const peerArgs = (c: number, r: number) => [
-    ...["--classes", String(c), "--rate", String(r), "--dim", String(base.dim), "--batch", String(base.batch)],
-    ...["--warmup", String(base.warmup), "--repeats", String(base.repeats)],
-  ];
+  const peer = (c: number, r: number) => peerArgs({ classes: c, rate: r, ...base });
   const rows: Result[] = [];
   const pairs: [Result, Result][] = [];
   const ours = (classes: number, r: number, extra: Partial<Params> = {}) =>
@@ -149,12 +143,12 @@ export async function run(args: string[]): Promise<number> {
   const dense = ours(full, 1);
   rows.push(dense);
   if (!o["no-peer"]) {
-    const peerSampled = runPeer("pfc.py", `pytorch PartialFC_V2 r=${rate} C=${big}`, peerArgs(big, rate));
+    const peerSampled = runPeer("pfc.py", `pytorch PartialFC_V2 r=${rate} C=${big}`, peer(big, rate));
     const peerSampledDx = runPeer("pfc.py", `pytorch PartialFC_V2 r=${rate} C=${big} + dx`, [
-      ...peerArgs(big, rate),
+      ...peer(big, rate),
       "--embedding-grad",
     ]);
-    const peerFull = runPeer("pfc.py", `pytorch PartialFC_V2 r=1 C=${full}`, peerArgs(full, 1));
+    const peerFull = runPeer("pfc.py", `pytorch PartialFC_V2 r=1 C=${full}`, peer(full, 1));
     rows.push(peerSampled, peerSampledDx, peerFull);
     pairs.push([sampled, peerSampled], [dense, peerFull]);
     if (sampledDx) pairs.push([sampledDx, peerSampledDx]);

@@ -31,6 +31,7 @@ import {
   type OpProfile,
   opProbe,
   parseArgs,
+  peerArgs,
   printProfile,
   printRows,
   type Result,
@@ -264,9 +265,8 @@ export async function run(args: string[]): Promise<number> {
     for (const name of names) {
       const p = trainCase(name, intOption(o, "repeats", quick ? CASES[name].quickRepeats : CASES[name].repeats));
       const ours = runWorker("pipeline.ts", "train", p);
-      const peerArgs = Object.entries(p).flatMap(([k, v]) => [`--${k}`, String(v)]);
       const hasPeer = p.backbone === "iresnet" || p.backbone === "lenet++";
-      const peer = o["no-peer"] || !hasPeer ? null : runPeer("pipeline_resnet.py", "pytorch", peerArgs);
+      const peer = o["no-peer"] || !hasPeer ? null : runPeer("pipeline_resnet.py", "pytorch", peerArgs(p));
       const rows = [ours, ...(peer ? [peer] : [])];
       printRows(caseTitle(p), rows, peer ? [[ours, peer]] : []);
       for (const r of rows) line(r);

@@ -16,12 +16,14 @@ import { type LabelNoise, syntheticFaces } from "../src/data/synthetic";
 import { type CollapseCheck, detectCollapse } from "../src/eval/collapse";
 import { type Embeddings, embedDataset } from "../src/eval/embed";
 import { type AllPairsVerification, DEFAULT_FARS, verifyAllPairs } from "../src/eval/verification";
+import { createHead, type HeadSpec } from "../src/losses/create";
 import type { Head } from "../src/losses/head";
 import { LinearHeadBase } from "../src/losses/softmax";
+import { CAFFE_LAMBDA } from "../src/losses/sphereface";
 import type { Schedule } from "../src/train/schedules";
 import { type Regularizer, train } from "../src/train/trainer";
 import { numberSetting } from "./settings";
-import type { RunContext, Settings } from "./types";
+import type { ConfigResult, RunContext, Settings } from "./types";
 
 type SymbolicTensor = import("@tensorflow/tfjs-node").SymbolicTensor;
 
@@ -180,8 +182,7 @@ export function tarMetric(far: number): string {
  * `ids` held-out identities with `perId` images each support (at least 10 / FAR of them).
  */
 export function heldOutTarMetric(ids: number, perId: number): string {
-  const n = ids * perId;
-  const impostors = (n * (n - 1)) / 2 - (ids * perId * (perId - 1)) / 2;
+  const impostors = impostorPairs(ids, perId);
   const far = [1e-4, 1e-3, 1e-2].find((f) => impostors >= Math.ceil(10 / f)) ?? 1e-2;
   return tarMetric(far);
 }
@@ -333,4 +334,52 @@ export async function syntheticSplit(o: {
     trainIdentity: Int32Array.from(trainIdx, (i) => all.identity[i]),
     testIdentity: Int32Array.from(testIdx, (i) => all.identity[i]),
   };
+}
+
+// --- small pieces several ablations share: heads from specs, the held-out result, the Caffe schedule ---
+
+/** A loss-library head spec (src/losses/create.ts) without the sizes and seed the task supplies. */
+export type LibrarySpecPart = HeadSpec extends infer T
+  ? T extends unknown
+    ? Omit<T, "numClasses" | "embeddingDim" | "seed">
+    : never
+  : never;
+
+/**
+ * createHead with the task's sizes and the head's warnings off: the ablations run the papers' settings
+ * on purpose (e.g. a scale below the bound for few classes), so a warning there is not news.
+ */
+export function createQuietHead(
+  spec: LibrarySpecPart,
+  o: { numClasses: number; embeddingDim: number; seed: number; initialWeight?: number[][] },
+): Head {
+  return createHead({ ...spec, ...o, onWarning: () => undefined } as HeadSpec);
+}
+
+/**
+ * A verification task's result: the held-out metrics, the task's own (`metrics`), the final loss and
+ * training time; the loss history and collapse check for the protocol; the ROC and notes for the summary.
+ */
+export function heldOutResult(
+  held: Pick<HeldOut, "metrics" | "collapse" | "notes"> & { roc: unknown },
+  fitted: FitResult,
+  metrics: Record<string, number>,
+): ConfigResult {
+  return {
+    metrics: { ...held.metrics, ...metrics, final_loss: fitted.finalLoss, train_seconds: fitted.seconds },
+    lossHistory: fitted.lossHistory,
+    collapse: held.collapse,
+    extra: { roc: held.roc, notes: held.notes },
+  };
+}
+
+/** The impostor pairs among all pairs of `ids` identities with `perId` images each. */
+export function impostorPairs(ids: number, perId: number): number {
+  const n = ids * perId;
+  return (n * (n - 1)) / 2 - (ids * perId * (perId - 1)) / 2;
+}
+
+/** The gamma at which the Caffe lambda schedule (base 1000, floor 5, power 1) reaches its floor at `step`. */
+export function lambdaGammaReachingFloorAt(step: number): number {
+  return (CAFFE_LAMBDA.base / CAFFE_LAMBDA.lambdaMin - 1) / Math.max(1, step);
 }

@@ -16,18 +16,25 @@
 import { tf } from "../src/backend";
 import { angleStatistics, centreSeparation, featureCentres, toRows } from "../src/eval/separability";
 import { DEFAULT_FARS } from "../src/eval/verification";
-import { ArcFace } from "../src/losses/arcface";
-import { CosFace } from "../src/losses/cosface";
 import { exclusiveRegularization } from "../src/losses/exclusive";
 import type { Head, Tensor2D } from "../src/losses/head";
-import { CAFFE_LAMBDA, lambdaAt, SphereFace } from "../src/losses/sphereface";
+import { CAFFE_LAMBDA, lambdaAt } from "../src/losses/sphereface";
 import type { Regularizer } from "../src/train/trainer";
 import { formatStatistic, statisticsTable } from "./analysis";
-import { evaluateClosedSet, fitWithSettings, heldOutTarMetric, makeBackbone, tarMetric } from "./common";
+import {
+  createQuietHead,
+  evaluateClosedSet,
+  fitWithSettings,
+  heldOutResult,
+  heldOutTarMetric,
+  type LibrarySpecPart,
+  lambdaGammaReachingFloorAt,
+  makeBackbone,
+  tarMetric,
+} from "./common";
 import { evaluateVerification, experimentData, verificationMetric } from "./data-source";
 import { ciErrorBars, means, metricBars, rocFigure } from "./figures";
 import { SoftmaxCenterHead } from "./heads";
-import { lambdaGammaReachingFloorAt } from "./margins";
 import { numberSetting, numbersSetting, stringsSetting } from "./settings";
 import type { Ablation, Analysis, Comparison, Config, ResultOf, RunContext, Settings, Summary } from "./types";
 
@@ -52,19 +59,15 @@ const LABELS: Record<BaseLoss, string> = {
 /** The configuration label of a loss at a regulariser weight. */
 export const configLabel = (loss: BaseLoss, weight: number) => (weight > 0 ? `${loss}+excl${weight}` : loss);
 
+/** The configuration's head: softmax + center loss is composed here (experiments/heads.ts), the others come from the loss library. */
 function makeHead(c: ExclusiveConfig, C: number, D: number, seed: number, s: Settings): Head {
-  const common = { numClasses: C, embeddingDim: D, seed, onWarning: () => undefined };
-  if (c.loss === "sphereface")
-    return new SphereFace({
-      ...common,
-      m: numberSetting(s, "sphereM"),
-      lambda: { ...CAFFE_LAMBDA, gamma: c.lambdaGamma },
-    });
   if (c.loss === "center")
     return new SoftmaxCenterHead({ numClasses: C, embeddingDim: D, seed, lambda: numberSetting(s, "centerLambda") });
-  if (c.loss === "cosface")
-    return new CosFace({ ...common, s: numberSetting(s, "s"), m: numberSetting(s, "cosfaceM") });
-  return new ArcFace({ ...common, s: numberSetting(s, "s"), m: numberSetting(s, "arcfaceM") });
+  const spec: LibrarySpecPart =
+    c.loss === "sphereface"
+      ? { type: "sphereface", m: numberSetting(s, "sphereM"), lambda: { ...CAFFE_LAMBDA, gamma: c.lambdaGamma } }
+      : { type: c.loss, s: numberSetting(s, "s"), m: numberSetting(s, `${c.loss}M`) };
+  return createQuietHead(spec, { numClasses: C, embeddingDim: D, seed });
 }
 
 /**
@@ -334,21 +337,13 @@ async function runOne(config: ExclusiveConfig, ctx: RunContext) {
     );
     const centres = centreSeparation(present);
     const angles = angleStatistics(trainEmb.single, trainEmb.labels, toRows(head.weight.dataSync(), D));
-    return {
-      metrics: {
-        ...held.metrics,
-        sep_w: w.meanMaxCosine,
-        sep_w_deg: w.meanMinAngleDeg,
-        sep_centres: centres.meanMaxCosine,
-        sep_centres_deg: centres.meanMinAngleDeg,
-        w_to_centre_deg: angles.degrees.wToCentre,
-        final_loss: fitted.finalLoss,
-        train_seconds: fitted.seconds,
-      },
-      lossHistory: fitted.lossHistory,
-      collapse: held.collapse,
-      extra: { roc: held.roc, notes: held.notes },
-    };
+    return heldOutResult(held, fitted, {
+      sep_w: w.meanMaxCosine,
+      sep_w_deg: w.meanMinAngleDeg,
+      sep_centres: centres.meanMaxCosine,
+      sep_centres_deg: centres.meanMinAngleDeg,
+      w_to_centre_deg: angles.degrees.wToCentre,
+    });
   } finally {
     head.dispose();
     backbone.dispose();

@@ -13,19 +13,18 @@ import { tf } from "../src/backend";
 import { detectCollapse } from "../src/eval/collapse";
 import { angleStatistics, toRows } from "../src/eval/separability";
 import { meanPairwiseCosine } from "../src/eval/verification";
-import { ArcFace } from "../src/losses/arcface";
-import { CombinedMargin } from "../src/losses/combined-margin";
-import { CosFace } from "../src/losses/cosface";
 import type { Head } from "../src/losses/head";
-import { NormFace } from "../src/losses/normface";
-import { Softmax } from "../src/losses/softmax";
 import { CAFFE_LAMBDA, SphereFace } from "../src/losses/sphereface";
 import { formatStatistic, statisticsTable } from "./analysis";
 import {
+  createQuietHead,
   evaluateClosedSet,
   fit,
   fitWithSettings,
+  heldOutResult,
   heldOutTarMetric,
+  type LibrarySpecPart,
+  lambdaGammaReachingFloorAt,
   MNIST_NORMALIZE,
   makeBackbone,
   mnistSplit,
@@ -69,43 +68,35 @@ export interface HeadSpec {
   lambdaGamma: number;
 }
 
-/** The gamma at which the Caffe lambda schedule (base 1000, floor 5, power 1) reaches its floor at `step`. */
-export function lambdaGammaReachingFloorAt(step: number): number {
-  return (CAFFE_LAMBDA.base / CAFFE_LAMBDA.lambdaMin - 1) / Math.max(1, step);
-}
-
 export interface MarginsConfig extends Config {
   kind: "verify" | "picture";
   head: HeadSpec;
   embeddingDim: number;
 }
 
+/** The loss library's head (src/losses/create.ts) of each loss name, from the configuration's spec. */
+const LIBRARY_SPEC: Record<LossName, (h: HeadSpec) => LibrarySpecPart> = {
+  softmax: () => ({ type: "softmax" }),
+  "normface-s64": (h) => ({ type: "normface", s: h.s }),
+  "normface-s20": (h) => ({ type: "normface", s: h.s }),
+  sphereface: (h) => ({
+    type: "sphereface",
+    m: h.m,
+    lambda: h.lambdaGamma > 0 ? { ...CAFFE_LAMBDA, gamma: h.lambdaGamma } : undefined,
+  }),
+  cosface: (h) => ({ type: "cosface", s: h.s, m: h.m }),
+  arcface: (h) => ({ type: "arcface", s: h.s, m: h.m }),
+  combined: (h) => ({ type: "combined-margin", s: h.s, m1: h.m1, m2: h.m2, m3: h.m3 }),
+};
+
 /** Builds the head of a spec (numClasses C, embedding D). */
-export function makeHead(
+function makeHead(
   h: HeadSpec,
   o: { numClasses: number; embeddingDim: number; seed: number; initialWeight?: number[][] },
 ): Head {
-  const common = { ...o, onWarning: () => undefined };
-  switch (h.type) {
-    case "softmax":
-      return new Softmax({ ...common });
-    case "normface-s64":
-    case "normface-s20":
-      return new NormFace({ ...common, s: h.s });
-    case "sphereface":
-      return new SphereFace({
-        ...common,
-        m: h.m,
-        lambda: h.lambdaGamma > 0 ? { ...CAFFE_LAMBDA, gamma: h.lambdaGamma } : undefined,
-      });
-    case "cosface":
-      return new CosFace({ ...common, s: h.s, m: h.m });
-    case "arcface":
-      return new ArcFace({ ...common, s: h.s, m: h.m });
-    case "combined":
-      return new CombinedMargin({ ...common, s: h.s, m1: h.m1, m2: h.m2, m3: h.m3 });
-  }
-  throw new Error(`head.type = "${String(h.type)}" is not valid: allowed are ${LOSSES.join(", ")}.`);
+  const spec = LIBRARY_SPEC[h.type];
+  if (!spec) throw new Error(`head.type = "${String(h.type)}" is not valid: allowed are ${LOSSES.join(", ")}.`);
+  return createQuietHead(spec(h), o);
 }
 
 /**
@@ -437,20 +428,12 @@ async function runVerify(config: MarginsConfig, ctx: Parameters<Ablation<Margins
       trainEmb.labels,
       toRows(head.weight.dataSync(), config.embeddingDim),
     );
-    return {
-      metrics: {
-        ...held.metrics,
-        w_to_centre_deg: angles.degrees.wToCentre,
-        w_inter_deg: angles.degrees.wInter,
-        intra_deg: angles.degrees.intra,
-        inter_deg: angles.degrees.inter,
-        final_loss: fitted.finalLoss,
-        train_seconds: fitted.seconds,
-      },
-      lossHistory: fitted.lossHistory,
-      collapse: held.collapse,
-      extra: { roc: held.roc, notes: held.notes },
-    };
+    return heldOutResult(held, fitted, {
+      w_to_centre_deg: angles.degrees.wToCentre,
+      w_inter_deg: angles.degrees.wInter,
+      intra_deg: angles.degrees.intra,
+      inter_deg: angles.degrees.inter,
+    });
   } finally {
     head.dispose();
     backbone.dispose();

@@ -25,10 +25,10 @@ import { DEGRADATIONS, type Degradation, type SyntheticDataset, syntheticFaces }
 import { spearman } from "../src/eval/norms";
 import { type Verdict, verdictOf } from "../src/eval/stats";
 import { aucFromScores, l2normalize, tarAtFarFromScores } from "../src/eval/verification";
-import { L2Softmax } from "../src/losses/l2-softmax";
-import { Softmax } from "../src/losses/softmax";
+import { createHead } from "../src/losses/create";
 import { statisticsTable } from "./analysis";
 import {
+  createQuietHead,
   evaluateHeldOut,
   type FitResult,
   fitWithSettings,
@@ -241,9 +241,11 @@ async function trainArm(
   const D = numberSetting(s, "embeddingDim");
   const size = numberSetting(s, "imageSize");
   const backbone: Backbone = makeBackbone(String(s.backbone), D, ctx.seed, [size, size, 1]);
-  const common = { numClasses: data.train.numClasses, embeddingDim: D, seed: ctx.seed };
+  const dims = { numClasses: data.train.numClasses, embeddingDim: D, seed: ctx.seed };
   const head =
-    loss === "softmax" ? new Softmax(common) : new L2Softmax({ ...common, alpha, onWarning: () => undefined });
+    loss === "softmax"
+      ? createHead({ type: "softmax", ...dims })
+      : createQuietHead({ type: "l2-softmax", alpha }, dims);
   try {
     const fitted = await fitWithSettings(s, { backbone, head, data: data.train, seed: ctx.seed }, ctx);
     const held = await evaluateHeldOut(backbone, data.test, {

@@ -23,7 +23,7 @@ import { meanInterval } from "../src/eval/stats";
 import type { Tensor1D, Tensor2D } from "../src/losses/head";
 import { SubCenterArcFace } from "../src/losses/subcenter-arcface";
 import { formatStatistic, statisticsTable } from "./analysis";
-import { fitWithSettings, makeBackbone, round, tarMetric } from "./common";
+import { fitWithSettings, impostorPairs, makeBackbone, round, tarMetric } from "./common";
 import { describeRealData, evaluateVerification, experimentData, MEAN_ACC, realDataOf } from "./data-source";
 import { ciErrorBars, means, metricBars } from "./figures";
 import { numberSetting, numbersSetting, stringsSetting } from "./settings";
@@ -353,8 +353,7 @@ export function comparisonMetric(s: Settings): string {
   const far = numberSetting(s, "comparisonFar");
   const ids = numberSetting(s, "testIds");
   const per = numberSetting(s, "imagesPerIdentity");
-  const n = ids * per;
-  const impostors = (n * (n - 1)) / 2 - (ids * per * (per - 1)) / 2;
+  const impostors = impostorPairs(ids, per);
   if (!(far > 0 && far < 1) || impostors < Math.ceil(10 / far))
     throw new Error(
       `comparisonFar = ${far} is not valid: expected a FAR in (0, 1) with at least 10 / FAR impostor pairs (${testIdsText(ids, per)} give ${impostors}).`,

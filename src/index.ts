@@ -1,7 +1,8 @@
 /**
  * marginlab's public API: re-exports only, the names a user of the library needs (heads, head steps,
  * backbones, data, train, evaluation, tracking, notebook helpers). Internals (kernels, layers, readers'
- * parts, batching, hashing) stay reachable from their own modules. Importing it loads the native
+ * parts, batching, hashing, the statistics under verification and the norm analysis, the figure
+ * renderer's parts) stay reachable from their own modules. Importing it loads the native
  * TensorFlow backend (src/backend.ts) and fails with the fix if none loads.
  */
 export type { BackendInfo } from "./backend";
@@ -21,14 +22,12 @@ export type { CosineMargin } from "./losses/margin-kernel";
 export { NormFace, type NormFaceOptions } from "./losses/normface";
 export {
   PartialFC,
-  type PartialFCGradients,
   type PartialFCOptimizerOptions,
   type PartialFCOptions,
   type PartialFCSemantics,
-  type PartialFCStepResult,
 } from "./losses/partial-fc";
 export { FusedHeadStep, type FusedHeadStepOptions } from "./losses/fused-step";
-export { alphaLow, cosFaceScaleBound, DEFAULT_TARGET_PROBABILITY, scaleBound } from "./losses/scale";
+export { alphaLow, cosFaceScaleBound } from "./losses/scale";
 export { Softmax, type SoftmaxOptions } from "./losses/softmax";
 export { CAFFE_LAMBDA, type LambdaSchedule, lambdaAt, SphereFace, type SphereFaceOptions } from "./losses/sphereface";
 export { type CleaningResult, SubCenterArcFace, type SubCenterArcFaceOptions } from "./losses/subcenter-arcface";
@@ -38,7 +37,7 @@ export { type LossWarning, type LossWarningListener, onLossWarning } from "./los
 
 // --- tracking (src/tracking/) ---
 export type { PlotlyFigure } from "./plots/html";
-export { closeFigureRenderer, figureHtml, figurePng } from "./plots/html";
+export { closeFigureRenderer } from "./plots/html";
 export type { Experiment, Metric, MlflowRun, RunInfo, RunStatus } from "./tracking/client";
 export { MlflowClient } from "./tracking/client";
 export { trackingClient } from "./tracking/connect";
@@ -60,21 +59,14 @@ export { syncJournals } from "./tracking/sync";
 // --- data, backbones, training, evaluation (src/data, src/backbones, src/train, src/eval) ---
 export type { Backbone } from "./backbones/backbone";
 export { BACKBONES, type BackboneName, type BackboneOptions, createBackbone } from "./backbones/index";
-export { type IResNetOptions, iresnet, iresnetSmall } from "./backbones/iresnet";
+export { type IResNetOptions, iresnet } from "./backbones/iresnet";
 export { type LeNetOptions, lenetPP } from "./backbones/lenet";
-export { type MobileFaceNetOptions, mobileFaceNet, mobileFaceNetSmall } from "./backbones/mobilefacenet";
-export { type Dataset, type ImageSample, indicesOfClasses, subset } from "./data/dataset";
+export { type MobileFaceNetOptions, mobileFaceNet } from "./backbones/mobilefacenet";
+export { type Dataset, indicesOfClasses, subset } from "./data/dataset";
 export { type ImageFolderDataset, type ImageFolderOptions, imageFolder, type SkippedImage } from "./data/image-folder";
 export { DATA_TYPES, type DataSpec, openDataset } from "./data/index";
 export { type MnistOptions, mnistDigits } from "./data/mnist-digits";
-export {
-  type AugmentOptions,
-  type Batch,
-  BatchStream,
-  type DataPosition,
-  evalBatches,
-  type PipelineOptions,
-} from "./data/pipeline";
+export { type AugmentOptions, type Batch, BatchStream, evalBatches, type PipelineOptions } from "./data/pipeline";
 export { type RecordIODataset, RecordIOError, type RecordIOOptions, recordIODataset } from "./data/recordio";
 export {
   DEGRADATIONS,
@@ -87,7 +79,7 @@ export {
 } from "./data/synthetic";
 export { loadVerificationBin, type VerificationBinOptions, type VerificationSet } from "./data/verification-bin";
 export { type Embeddings, type EmbedOptions, embedDataset } from "./eval/embed";
-export { l2norms, type NormQualityReport, normQualityAnalysis, normTertiles, pearson, spearman } from "./eval/norms";
+export { type NormQualityReport, normQualityAnalysis } from "./eval/norms";
 export {
   type AngleStats,
   angleStatistics,
@@ -97,15 +89,7 @@ export {
 } from "./eval/separability";
 export { type CollapseReason, detectCollapse } from "./eval/collapse";
 export { meanInterval, pairedTTest, verdictOf, wilcoxonSignedRank } from "./eval/stats";
-export {
-  kfoldAccuracy,
-  type RocCurve,
-  rocCurve,
-  tarAtFar,
-  type VerificationResult,
-  verifyAllPairs,
-  verifyPairs,
-} from "./eval/verification";
+export { type RocCurve, type VerificationResult, verifyAllPairs, verifyPairs } from "./eval/verification";
 export { type BackboneVerification, verifyDataset, verifySet } from "./eval/verify";
 export { evaluateEvery, type MetricsTracker, notebookProgress, progressBar, trackerCallback } from "./train/callbacks";
 export { AutodiffHeadStep, type AutodiffHeadStepOptions } from "./train/autodiff-step";

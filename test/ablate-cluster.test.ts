@@ -4,7 +4,6 @@
 // FINISHED task and supersedes a FAILED one; `summarize` rebuilds the same tables, verdicts and
 // aggregates as a local run of the same ablation; `--jobs 2` gives the same results. Real MLflow server,
 // checked with MLflow's own Python client.
-import { spawn } from "node:child_process";
 import path from "node:path";
 import { test } from "uvu";
 import * as assert from "uvu/assert";
@@ -20,7 +19,7 @@ import {
 import { projectRoot } from "../src/project";
 import { MlflowClient } from "../src/tracking/client";
 import type { MlflowServer } from "../src/tracking/server";
-import { python, removeTempDirs, startServer, tempDir } from "./tracking-helpers";
+import { python, removeTempDirs, runProcess, startServer, tempDir } from "./tracking-helpers";
 
 // alpha-bound's smoke preset cut to 5 configurations x 2 seeds (a few seconds of training)
 const SET = {
@@ -37,22 +36,11 @@ let server: MlflowServer & { dir: string };
 let journalDir: string;
 let local: AblationRun;
 
-function cli(args: string[], env: Record<string, string> = {}) {
-  return new Promise<{ code: number; out: string; err: string }>((resolve) => {
-    const child = spawn(process.execPath, [path.join(projectRoot, "bin", "marginlab.cjs"), ...args], {
-      env: { ...process.env, MLFLOW_TRACKING_URI: server.url, TF_CPP_MIN_LOG_LEVEL: "2", ...env },
-      stdio: ["ignore", "pipe", "pipe"],
-    });
-    let out = "";
-    let err = "";
-    child.stdout.on("data", (d) => {
-      out += d;
-    });
-    child.stderr.on("data", (d) => {
-      err += d;
-    });
-    child.on("close", (code) => resolve({ code: code ?? -1, out, err }));
+async function cli(args: string[], env: Record<string, string> = {}) {
+  const r = await runProcess(process.execPath, [path.join(projectRoot, "bin", "marginlab.cjs"), ...args], {
+    env: { MLFLOW_TRACKING_URI: server.url, TF_CPP_MIN_LOG_LEVEL: "2", ...env },
   });
+  return { ...r, code: r.code ?? -1 };
 }
 
 /** Every run on the server (all experiments, deleted ones too), read with MLflow's Python client. */

@@ -10,7 +10,7 @@ import { readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { test } from "uvu";
 import * as assert from "uvu/assert";
-import { removeTempDirs, startServer } from "./tracking-helpers";
+import { serverDuring } from "./tracking-helpers";
 
 const root = path.join(__dirname, "..");
 const documents = ["README.md", ...readdirSync(path.join(root, "docs")).map((f) => path.join("docs", f))].filter((f) =>
@@ -40,14 +40,7 @@ function blocks(file: string): Block[] {
 
 const all = documents.flatMap(blocks);
 // Examples that track log to a real MLflow server of their own (not the user's embedded one).
-let server: Awaited<ReturnType<typeof startServer>> | undefined;
-test.before(async () => {
-  server = await startServer();
-});
-test.after(async () => {
-  await server?.stop();
-  removeTempDirs();
-});
+const server = serverDuring(test);
 const cliSource = readFileSync(path.join(root, "src", "cli.ts"), "utf8");
 const commands = new Set([...cliSource.matchAll(/^\s+(\w+): \(\) => import\(/gm)].map((m) => m[1]));
 const scripts = new Set(Object.keys(JSON.parse(readFileSync(path.join(root, "package.json"), "utf8")).scripts));
@@ -76,7 +69,7 @@ for (const block of all.filter((b) => b.lang === "sh" || b.lang === "bash")) {
 
 for (const [k, block] of all.filter((b) => b.lang === "ts").entries()) {
   test(`${block.file}:${block.line} (ts) runs as written`, () => {
-    assert.ok(server, "the MLflow server for the examples started");
+    assert.ok(server.url, "the MLflow server for the examples started");
     const file = path.join(root, `.docs-example-${process.pid}-${k}.mts`);
     writeFileSync(file, block.code);
     try {
@@ -84,7 +77,7 @@ for (const [k, block] of all.filter((b) => b.lang === "ts").entries()) {
         cwd: root,
         encoding: "utf8",
         timeout: 240_000,
-        env: { ...process.env, TF_CPP_MIN_LOG_LEVEL: "2", MLFLOW_TRACKING_URI: server?.url ?? "" },
+        env: { ...process.env, TF_CPP_MIN_LOG_LEVEL: "2", MLFLOW_TRACKING_URI: server.url },
       });
       assert.is(
         r.status,

@@ -3,28 +3,16 @@
 // alpha, the effective scale alpha |W|), figures and tables on the parent, verdicts computed, and
 // results that show the bound (free features reach p >= 0.9 above alpha_low, far less below it).
 // The smoke preset fits in 30 s of CPU (see experiments-margins.test.ts for why CPU time).
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
 import path from "node:path";
 import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { type AlphaBoundConfig, alphaBound } from "../experiments/alpha-bound";
 import { runAblation } from "../experiments/runner";
 import { MlflowClient } from "../src/tracking/client";
-import { type MlflowServer, startMlflowServer } from "../src/tracking/server";
+import { serverDuring, tempDir } from "./tracking-helpers";
 
-let server: MlflowServer;
-let dir: string;
-
-test.before(async () => {
-  dir = mkdtempSync(path.join(tmpdir(), "marginlab-exp-mlflow-"));
-  server = await startMlflowServer({ dir, startTimeoutMs: 180_000 });
-});
-
-test.after(async () => {
-  await server?.stop();
-  rmSync(dir, { recursive: true, force: true });
-});
+const dir = tempDir("exp-mlflow");
+const server = serverDuring(test, { dir });
 
 test("alpha-bound (reduced smoke) logs a parent run, one child per configuration, metrics and artifacts", async () => {
   const phases: string[] = [];

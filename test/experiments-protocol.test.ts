@@ -1,8 +1,6 @@
 // The shared protocol: the plan is a pure function of (ablation, preset, settings), seed-major and
 // paired; a diverged task is reported as collapsed and left out of the statistics; verdicts are
 // computed; and the MLflow layout on a real server is parent -> configuration -> seed.
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
 import path from "node:path";
 import { test } from "uvu";
 import * as assert from "uvu/assert";
@@ -12,8 +10,8 @@ import type { Ablation, Config } from "../experiments/types";
 import { Rng } from "../src/data/rng";
 import { detectCollapse } from "../src/eval/collapse";
 import { MlflowClient } from "../src/tracking/client";
-import { type MlflowServer, startMlflowServer } from "../src/tracking/server";
 import { TrainingError } from "../src/train/trainer";
+import { serverDuring, tempDir } from "./tracking-helpers";
 
 interface ToyConfig extends Config {
   "arm.shift": number;
@@ -142,18 +140,8 @@ test("analysis: pairing removes the seed effect; collapsed runs are named and le
   assert.ok(base.metrics.accuracy.ci[0] < base.metrics.accuracy.mean);
 });
 
-let server: MlflowServer;
-let dir: string;
-
-test.before(async () => {
-  dir = mkdtempSync(path.join(tmpdir(), "marginlab-protocol-"));
-  server = await startMlflowServer({ dir, startTimeoutMs: 180_000 });
-});
-
-test.after(async () => {
-  await server?.stop();
-  rmSync(dir, { recursive: true, force: true });
-});
+const dir = tempDir("protocol");
+const server = serverDuring(test, { dir });
 
 test("MLflow layout: parent (verdict tags, description, headline) -> configuration (across-seed statistics) -> seed (curves)", async () => {
   const result = await runAblation(toy, {

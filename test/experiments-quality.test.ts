@@ -3,8 +3,6 @@
 // MLflow server: the layout (parent -> 2 configurations -> a run per seed), the verdicts computed
 // from the per-seed numbers, the softmax model's norm groups shared by both arms, bad settings named,
 // and the smoke preset within 30 s of CPU (see experiments-margins.test.ts for why CPU time).
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
 import path from "node:path";
 import { test } from "uvu";
 import * as assert from "uvu/assert";
@@ -22,20 +20,10 @@ import { planTasks, runAblation, runTask } from "../experiments/runner";
 import type { Degradation } from "../src/data/synthetic";
 import { verdictOf } from "../src/eval/stats";
 import { MlflowClient } from "../src/tracking/client";
-import { type MlflowServer, startMlflowServer } from "../src/tracking/server";
+import { serverDuring, tempDir } from "./tracking-helpers";
 
-let server: MlflowServer;
-let dir: string;
-
-test.before(async () => {
-  dir = mkdtempSync(path.join(tmpdir(), "marginlab-quality-"));
-  server = await startMlflowServer({ dir, startTimeoutMs: 180_000 });
-});
-
-test.after(async () => {
-  await server?.stop();
-  rmSync(dir, { recursive: true, force: true });
-});
+const dir = tempDir("quality");
+const server = serverDuring(test, { dir });
 
 test("terciles: equal thirds, and equal values share a bin whatever their order", () => {
   assert.equal(Array.from(terciles([5, 1, 9, 3, 7, 2, 8, 4, 6])), [1, 0, 2, 0, 2, 0, 2, 1, 1]);

@@ -1,26 +1,15 @@
 // Every notebook runs headlessly (scripts/run-notebooks.ts: nbconvert, marginlab kernel, smoke preset)
 // without a cell error, logs to MLflow, and shows compact inline figures, tables and the run link.
-import { mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { readFileSync, statSync } from "node:fs";
 import path from "node:path";
 import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { listNotebooks, runNotebooks } from "../scripts/run-notebooks";
 import { type NotebookCell, textOf } from "../src/notebook/execute";
-import { type MlflowServer, startMlflowServer } from "../src/tracking/server";
+import { serverDuring, tempDir } from "./tracking-helpers";
 
-let server: MlflowServer;
-let dir: string;
-
-test.before(async () => {
-  dir = mkdtempSync(path.join(tmpdir(), "marginlab-nbtest-"));
-  server = await startMlflowServer({ dir: path.join(dir, "mlflow"), startTimeoutMs: 180_000 });
-});
-
-test.after(async () => {
-  await server?.stop();
-  rmSync(dir, { recursive: true, force: true });
-});
+const dir = tempDir("nbtest");
+const server = serverDuring(test, { dir: path.join(dir, "mlflow") });
 
 test("the committed notebooks use the marginlab kernel and read MARGINLAB_PRESET", () => {
   const files = listNotebooks();

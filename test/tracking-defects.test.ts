@@ -2,7 +2,7 @@
 // own Python client: a run deleted and restored while logging, two syncs at once, artifact paths that
 // try to escape, a full and a read-only journal filesystem (small tmpfs mounts), secrets in names,
 // NaN and circular params, a crashed run's lock, and batch fill under steady logging.
-import { spawn, spawnSync } from "node:child_process";
+import { spawnSync } from "node:child_process";
 import { existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { test } from "uvu";
@@ -14,7 +14,7 @@ import { type StartRunOptions, startRun } from "../src/tracking/run";
 import { RunUnavailableError } from "../src/tracking/sender";
 import { freePort, type MlflowServer } from "../src/tracking/server";
 import { syncJournals } from "../src/tracking/sync";
-import { python, removeTempDirs, startServer, tempDir } from "./tracking-helpers";
+import { python, removeTempDirs, runProcess, startServer, tempDir } from "./tracking-helpers";
 
 let server: MlflowServer & { dir: string };
 let client: MlflowClient;
@@ -165,22 +165,13 @@ test("2: two syncs at the same time (in one process, and as two `marginlab sync`
   const reports = await Promise.all([syncJournals({ dir, client }), syncJournals({ dir, client })]);
   const cliDir = tempDir("journal");
   const second = await offlineJournal(cliDir, 20_000, "sync-twice-b");
-  const cli = () =>
-    new Promise<string>((resolve) => {
-      const child = spawn(
-        process.execPath,
-        [path.join(projectRoot, "bin", "marginlab.cjs"), "sync", "--journal", cliDir, "--tracking-uri", server.url],
-        { cwd: projectRoot, stdio: ["ignore", "pipe", "pipe"] },
-      );
-      let out = "";
-      child.stdout.on("data", (d) => {
-        out += d;
-      });
-      child.stderr.on("data", (d) => {
-        out += d;
-      });
-      child.on("close", (code) => resolve(`exit ${code}: ${out}`));
+  const cli = async () => {
+    const bin = path.join(projectRoot, "bin", "marginlab.cjs");
+    const r = await runProcess(process.execPath, [bin, "sync", "--journal", cliDir, "--tracking-uri", server.url], {
+      cwd: projectRoot,
     });
+    return `exit ${r.code}: ${r.out}${r.err}`;
+  };
   const outputs = await Promise.all([cli(), cli()]);
   const found = await python<Record<string, { n: number; points: number }>>(
     `

@@ -7,22 +7,13 @@ import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { CHROMIUM_ARGS, chromiumUnavailable, DEFAULT_CHROMIUM, figureHtml, PLOTLY_ARTIFACT } from "../src/plots/html";
 import { startRun } from "../src/tracking/run";
-import type { MlflowServer } from "../src/tracking/server";
-import { python, removeTempDirs, startServer, tempDir } from "./tracking-helpers";
+import { python, serverDuring, tempDir } from "./tracking-helpers";
 
-let server: MlflowServer & { dir: string };
+const server = serverDuring(test);
 const journalDir = tempDir("journal");
 const figure = (title: string) => ({
   data: [{ type: "bar", x: ["arcface", "cosface"], y: [0.91, 0.88], error_y: { type: "data", array: [0.01, 0.02] } }],
   layout: { title: { text: title }, width: 640, height: 400 },
-});
-
-test.before(async () => {
-  server = await startServer();
-});
-test.after(async () => {
-  await server?.stop();
-  removeTempDirs();
 });
 
 test("the HTML figure without a run id inlines plotly.js; with one it is a few KB", () => {

@@ -8,20 +8,11 @@ import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { imagePaths } from "../src/tracking/images";
 import { startRun } from "../src/tracking/run";
-import type { MlflowServer } from "../src/tracking/server";
 import { aggregateSamples, SystemSampler } from "../src/tracking/system-metrics";
-import { python, removeTempDirs, startServer, tempDir } from "./tracking-helpers";
+import { python, serverDuring, tempDir } from "./tracking-helpers";
 
-let server: MlflowServer & { dir: string };
+const server = serverDuring(test);
 const journalDir = tempDir("journal");
-
-test.before(async () => {
-  server = await startServer();
-});
-test.after(async () => {
-  await server?.stop();
-  removeTempDirs();
-});
 
 test("logImage: MLflow's step-indexed layout, WebP thumbnail and tag, as the UI's image grid reads them", async () => {
   const run = await startRun({

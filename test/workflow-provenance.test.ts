@@ -1,30 +1,20 @@
 // Provenance as MLflow's own client records it, for script, CLI and notebook runs; `marginlab train`
 // tracked; Ctrl-C during a tracked command. Against a real MLflow server, read back with MLflow's
 // Python client; the notebook run goes through the project's headless executor and the real kernel.
-import { execFileSync, spawn } from "node:child_process";
+import { execFileSync } from "node:child_process";
 import { mkdirSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import sharp from "sharp";
 import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { projectRoot } from "../src/project";
-import type { MlflowServer } from "../src/tracking/server";
-import { python, removeTempDirs, startServer, tempDir } from "./tracking-helpers";
+import { python, runProcess, serverDuring, tempDir } from "./tracking-helpers";
 import { interruptCli, removeNotebookDirs, runCell } from "./workflow-helpers";
 
 const root = path.join(__dirname, "..");
 const tsx = path.join(root, "node_modules", "tsx", "dist", "cjs", "index.cjs");
-let server: MlflowServer & { dir: string };
+const server = serverDuring(test, {}, removeNotebookDirs);
 const journalDir = tempDir("journal");
-
-test.before(async () => {
-  server = await startServer();
-});
-test.after(async () => {
-  await server?.stop();
-  removeNotebookDirs();
-  removeTempDirs();
-});
 
 const gitHead = (dir: string) => execFileSync("git", ["rev-parse", "HEAD"], { cwd: dir, encoding: "utf8" }).trim();
 const gitBranch = (dir: string) =>
@@ -55,21 +45,9 @@ print(json.dumps({"status": r.info.status, "tags": r.data.tags, "params": r.data
 }
 
 function node(args: string[], cwd: string, env: Record<string, string> = {}) {
-  return new Promise<{ code: number | null; signal: string | null; out: string; err: string }>((resolve) => {
-    const child = spawn(process.execPath, args, {
-      cwd,
-      env: { ...process.env, TF_CPP_MIN_LOG_LEVEL: "2", MLFLOW_TRACKING_URI: server.url, ...env },
-      stdio: ["ignore", "pipe", "pipe"],
-    });
-    let out = "";
-    let err = "";
-    child.stdout.on("data", (d) => {
-      out += d;
-    });
-    child.stderr.on("data", (d) => {
-      err += d;
-    });
-    child.on("close", (code, signal) => resolve({ code, signal, out, err }));
+  return runProcess(process.execPath, args, {
+    cwd,
+    env: { TF_CPP_MIN_LOG_LEVEL: "2", MLFLOW_TRACKING_URI: server.url, ...env },
   });
 }
 

@@ -22,15 +22,9 @@
  */
 import type { Tensor } from "@tensorflow/tfjs-node";
 import { tf } from "../backend";
-import {
-  COMMON_OPTION_KEYS,
-  type CommonHeadOptions,
-  CosineHeadBase,
-  checkCommon,
-  checkInitialWeight,
-} from "./cosine-head";
+import { type CommonHeadOptions, CosineHeadBase, checkCommon, scaleOption } from "./cosine-head";
 import type { TargetTransform } from "./margin-softmax";
-import { rejectUnknown, requireNumber, requireOneOf, requirePositive } from "./validate";
+import { requireNumber, requireOneOf } from "./validate";
 
 export type ArcFaceFallback = "fallback" | "easy" | "none";
 export type MarginGradient = "exact" | "straight-through";
@@ -54,6 +48,29 @@ export interface ArcFaceOptions extends CommonHeadOptions {
 /** sin(theta) = sqrt((1 - c)(1 + c)) for c in [-1, 1]; (1-c)(1+c) keeps precision near c = +-1. */
 export function sinFromCos(c: Tensor): Tensor {
   return tf.sqrt(tf.relu(tf.mul(tf.sub(1, c), tf.add(1, c))));
+}
+
+/** The `fallback` option of the angular-margin heads: one of ARCFACE_FALLBACKS, default "fallback". */
+export function fallbackOption(owner: string, value: unknown): ArcFaceFallback {
+  return value === undefined ? "fallback" : requireOneOf(owner, "fallback", value, ARCFACE_FALLBACKS);
+}
+
+/** The `gradient` option of the angular-margin heads: one of MARGIN_GRADIENTS, default "exact". */
+export function gradientOption(owner: string, value: unknown): MarginGradient {
+  return value === undefined ? "exact" : requireOneOf(owner, "gradient", value, MARGIN_GRADIENTS);
+}
+
+/** ArcFace's own options (shared with SubCenterArcFace), checked in order s, m, fallback, gradient. */
+export function arcFaceOptions(
+  owner: string,
+  o: ArcFaceOptions,
+): { s: number; m: number; fallback: ArcFaceFallback; gradient: MarginGradient } {
+  return {
+    s: scaleOption(owner, o.s),
+    m: o.m === undefined ? 0.5 : requireNumber(owner, "m", o.m, 0, Math.PI / 2),
+    fallback: fallbackOption(owner, o.fallback),
+    gradient: gradientOption(owner, o.gradient),
+  };
 }
 
 export function arcFaceTarget(m: number, fallback: ArcFaceFallback, gradient: MarginGradient): TargetTransform {
@@ -88,15 +105,8 @@ export class ArcFace extends CosineHeadBase {
 
   constructor(options: ArcFaceOptions) {
     const name = "ArcFace";
-    const common = checkCommon(name, options, 2);
-    rejectUnknown(name, options, [...COMMON_OPTION_KEYS, "s", "m", "fallback", "gradient"]);
-    const s = options.s === undefined ? 64 : requirePositive(name, "s", options.s);
-    const m = options.m === undefined ? 0.5 : requireNumber(name, "m", options.m, 0, Math.PI / 2);
-    const fallback =
-      options.fallback === undefined ? "fallback" : requireOneOf(name, "fallback", options.fallback, ARCFACE_FALLBACKS);
-    const gradient =
-      options.gradient === undefined ? "exact" : requireOneOf(name, "gradient", options.gradient, MARGIN_GRADIENTS);
-    checkInitialWeight(name, options.initialWeight, common.numClasses, common.embeddingDim);
+    const common = checkCommon(name, options, ["s", "m", "fallback", "gradient"]);
+    const { s, m, fallback, gradient } = arcFaceOptions(name, options);
     super(name, options, common, common.numClasses);
     this.s = s;
     this.m = m;

@@ -13,10 +13,10 @@
  */
 import type { Scalar, Tensor, Tensor1D, Tensor2D, Variable } from "@tensorflow/tfjs-node";
 import { tf } from "../backend";
-import { COMMON_OPTION_KEYS, type CommonHeadOptions, checkCommon, checkInitialWeight } from "./cosine-head";
+import { type CommonHeadOptions, checkCommon, checkInitialWeight } from "./cosine-head";
 import type { Head } from "./head";
-import { l2NormalizeRows } from "./tensor-helpers";
-import { checkBatch, rejectUnknown, requireNumber, requireOneOf, requireShape } from "./validate";
+import { clippedCosine } from "./tensor-helpers";
+import { checkHeadInput, requireNumber, requireOneOf } from "./validate";
 import type { LossWarning } from "./warnings";
 
 export type CenterUpdate = "alpha" | "gradient";
@@ -42,8 +42,7 @@ export class CenterLoss implements Head {
 
   constructor(options: CenterLossOptions) {
     const name = "CenterLoss";
-    const common = checkCommon(name, options, 1);
-    rejectUnknown(name, options, [...COMMON_OPTION_KEYS, "update", "alpha"]);
+    const common = checkCommon(name, options, ["update", "alpha"], 1);
     const update =
       options.update === undefined
         ? "alpha"
@@ -76,12 +75,7 @@ export class CenterLoss implements Head {
   }
 
   private check(embeddings: Tensor2D, labels: Tensor1D | null): void {
-    if (labels !== null && this.validateLabels) {
-      checkBatch("CenterLoss", embeddings, labels, this.numClasses, this.embeddingDim);
-    } else {
-      requireShape("CenterLoss", "embeddings", embeddings, [null, this.embeddingDim]);
-      if (labels !== null) requireShape("CenterLoss", "labels", labels, [embeddings.shape[0]]);
-    }
+    checkHeadInput("CenterLoss", embeddings, labels, this.numClasses, this.embeddingDim, this.validateLabels);
   }
 
   loss(embeddings: Tensor2D, labels: Tensor1D): Scalar {
@@ -123,14 +117,7 @@ export class CenterLoss implements Head {
 
   cosine(embeddings: Tensor2D): Tensor2D {
     this.check(embeddings, null);
-    return tf.tidy(
-      () =>
-        tf.clipByValue(
-          tf.matMul(l2NormalizeRows(embeddings, true), l2NormalizeRows(this.weight as Tensor as Tensor2D), false, true),
-          -1,
-          1,
-        ) as Tensor2D,
-    );
+    return clippedCosine(embeddings, this.weight as Tensor as Tensor2D);
   }
 
   trainableVariables(): Variable[] {

@@ -16,16 +16,10 @@
  */
 import type { Tensor } from "@tensorflow/tfjs-node";
 import { tf } from "../backend";
-import { MARGIN_GRADIENTS, type MarginGradient, SIN_FLOOR, sinFromCos } from "./arcface";
-import {
-  COMMON_OPTION_KEYS,
-  type CommonHeadOptions,
-  CosineHeadBase,
-  checkCommon,
-  checkInitialWeight,
-} from "./cosine-head";
+import { gradientOption, type MarginGradient, SIN_FLOOR, sinFromCos } from "./arcface";
+import { type CommonHeadOptions, CosineHeadBase, checkCommon, scaleOption } from "./cosine-head";
 import type { TargetTransform } from "./margin-softmax";
-import { rejectUnknown, requireNumber, requireOneOf, requirePositive } from "./validate";
+import { requireNumber } from "./validate";
 
 export interface CombinedMarginOptions extends CommonHeadOptions {
   s?: number;
@@ -79,15 +73,12 @@ export class CombinedMargin extends CosineHeadBase {
 
   constructor(options: CombinedMarginOptions) {
     const name = "CombinedMargin";
-    const common = checkCommon(name, options, 2);
-    rejectUnknown(name, options, [...COMMON_OPTION_KEYS, "s", "m1", "m2", "m3", "gradient"]);
-    const s = options.s === undefined ? 64 : requirePositive(name, "s", options.s);
+    const common = checkCommon(name, options, ["s", "m1", "m2", "m3", "gradient"]);
+    const s = scaleOption(name, options.s);
     const m1 = options.m1 === undefined ? 1 : requireNumber(name, "m1", options.m1, 0, 10, true);
     const m2 = options.m2 === undefined ? 0.3 : requireNumber(name, "m2", options.m2, 0, Math.PI / 2);
     const m3 = options.m3 === undefined ? 0.2 : requireNumber(name, "m3", options.m3, 0, 1);
-    const gradient =
-      options.gradient === undefined ? "exact" : requireOneOf(name, "gradient", options.gradient, MARGIN_GRADIENTS);
-    checkInitialWeight(name, options.initialWeight, common.numClasses, common.embeddingDim);
+    const gradient = gradientOption(name, options.gradient);
     super(name, options, common, common.numClasses);
     this.s = s;
     this.m1 = m1;

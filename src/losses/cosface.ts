@@ -5,15 +5,9 @@
  */
 import type { Tensor } from "@tensorflow/tfjs-node";
 import { tf } from "../backend";
-import {
-  COMMON_OPTION_KEYS,
-  type CommonHeadOptions,
-  CosineHeadBase,
-  checkCommon,
-  checkInitialWeight,
-} from "./cosine-head";
+import { type CommonHeadOptions, CosineHeadBase, checkCommon, scaleOption } from "./cosine-head";
 import type { TargetTransform } from "./margin-softmax";
-import { rejectUnknown, requireNumber, requirePositive } from "./validate";
+import { requireNumber } from "./validate";
 
 export interface CosFaceOptions extends CommonHeadOptions {
   /** Scale (default 64). */
@@ -32,12 +26,10 @@ export class CosFace extends CosineHeadBase {
 
   constructor(options: CosFaceOptions) {
     const name = "CosFace";
-    const common = checkCommon(name, options, 2);
-    rejectUnknown(name, options, [...COMMON_OPTION_KEYS, "s", "m"]);
-    const s = options.s === undefined ? 64 : requirePositive(name, "s", options.s);
+    const common = checkCommon(name, options, ["s", "m"]);
+    const s = scaleOption(name, options.s);
     const c = common.numClasses;
     const m = options.m === undefined ? 0.35 : requireNumber(name, "m", options.m, 0, c / (c - 1));
-    checkInitialWeight(name, options.initialWeight, c, common.embeddingDim);
     super(name, options, common, c);
     this.s = s;
     this.m = m;

@@ -10,7 +10,17 @@ import { type CosineMargin, cosineMarginLoss } from "./margin-kernel";
 import { marginLogits, marginSoftmaxCrossEntropy, matMulWideT, type TargetTransform } from "./margin-softmax";
 import { checkScale, DEFAULT_TARGET_PROBABILITY, type ScaleBound } from "./scale";
 import { l2NormalizeRows } from "./tensor-helpers";
-import { checkBatch, checkLabels, fail, requireBoolean, requireInteger, requireNumber, requireShape } from "./validate";
+import {
+  checkHeadInput,
+  checkLabels,
+  fail,
+  rejectUnknown,
+  requireBoolean,
+  requireInteger,
+  requireNumber,
+  requirePositive,
+  requireShape,
+} from "./validate";
 import type { LossWarning, LossWarningListener } from "./warnings";
 
 export interface CommonHeadOptions extends HeadOptions {
@@ -24,7 +34,7 @@ export interface CommonHeadOptions extends HeadOptions {
   validateLabels?: boolean;
 }
 
-export const COMMON_OPTION_KEYS = [
+const COMMON_OPTION_KEYS = [
   "numClasses",
   "embeddingDim",
   "seed",
@@ -42,8 +52,16 @@ export interface CheckedCommon {
   validateLabels: boolean;
 }
 
-/** Validates the options every head shares (before any tensor work). */
-export function checkCommon(owner: string, o: CommonHeadOptions, minClasses = 1): CheckedCommon {
+/**
+ * The start of every head's constructor (before any tensor work): the options every head shares, then
+ * no key but those and the head's own (`ownKeys`).
+ */
+export function checkCommon(
+  owner: string,
+  o: CommonHeadOptions,
+  ownKeys: readonly string[],
+  minClasses = 2,
+): CheckedCommon {
   if (o === null || typeof o !== "object")
     fail(owner, "options", o, "must be an object { numClasses, embeddingDim, ... }");
   const numClasses = requireInteger(owner, "numClasses", o.numClasses, minClasses);
@@ -57,7 +75,13 @@ export function checkCommon(owner: string, o: CommonHeadOptions, minClasses = 1)
     o.validateLabels === undefined ? true : requireBoolean(owner, "validateLabels", o.validateLabels);
   if (o.onWarning !== undefined && typeof o.onWarning !== "function")
     fail(owner, "onWarning", typeof o.onWarning, "must be a function");
+  rejectUnknown(owner, o, [...COMMON_OPTION_KEYS, ...ownKeys]);
   return { numClasses, embeddingDim, seed, scaleBoundP, validateLabels };
+}
+
+/** A fixed logit scale option: positive, `fallback` when not given. */
+export function scaleOption(owner: string, s: unknown, fallback = 64): number {
+  return s === undefined ? fallback : requirePositive(owner, "s", s);
 }
 
 /** Checks an `initialWeight` shape (no tensor created). */
@@ -115,8 +139,12 @@ export abstract class CosineHeadBase implements CosineHead {
   protected readonly onWarning?: LossWarningListener;
   protected readonly scaleBoundP: number;
 
-  /** `rows` = rows of W (numClasses * K for sub-centre heads). Subclasses validate their own options first. */
+  /**
+   * `rows` = rows of W (numClasses * K for sub-centre heads). Subclasses validate their own options
+   * first (checkCommon, then theirs); the initial W's shape is checked here, before W is made.
+   */
   protected constructor(headName: string, options: CommonHeadOptions, common: CheckedCommon, rows: number) {
+    checkInitialWeight(headName, options.initialWeight, rows, common.embeddingDim);
     this.headName = headName;
     this.numClasses = common.numClasses;
     this.embeddingDim = common.embeddingDim;
@@ -153,12 +181,7 @@ export abstract class CosineHeadBase implements CosineHead {
   }
 
   protected checkBatch(embeddings: Tensor2D, labels: Tensor1D | null): void {
-    if (labels === null || !this.validateLabels) {
-      requireShape(this.headName, "embeddings", embeddings, [null, this.embeddingDim]);
-      if (labels !== null) requireShape(this.headName, "labels", labels, [embeddings.shape[0]]);
-      return;
-    }
-    checkBatch(this.headName, embeddings, labels, this.numClasses, this.embeddingDim);
+    checkHeadInput(this.headName, embeddings, labels, this.numClasses, this.embeddingDim, this.validateLabels);
   }
 
   protected checkCosineBatch(cosine: Tensor2D, labels: Tensor1D): void {

@@ -6,15 +6,9 @@
  */
 import type { Tensor, Variable } from "@tensorflow/tfjs-node";
 import { tf } from "../backend";
-import {
-  COMMON_OPTION_KEYS,
-  type CommonHeadOptions,
-  CosineHeadBase,
-  checkCommon,
-  checkInitialWeight,
-} from "./cosine-head";
+import { type CommonHeadOptions, CosineHeadBase, checkCommon, scaleOption } from "./cosine-head";
 import type { TargetTransform } from "./margin-softmax";
-import { rejectUnknown, requireBoolean, requirePositive } from "./validate";
+import { requireBoolean } from "./validate";
 
 export interface NormFaceOptions extends CommonHeadOptions {
   /** Scale (default 20). */
@@ -34,12 +28,10 @@ export class NormFace extends CosineHeadBase {
 
   constructor(options: NormFaceOptions) {
     const name = "NormFace";
-    const common = checkCommon(name, options, 2);
-    rejectUnknown(name, options, [...COMMON_OPTION_KEYS, "s", "learnScale"]);
-    const s = options.s === undefined ? 20 : requirePositive(name, "s", options.s);
+    const common = checkCommon(name, options, ["s", "learnScale"]);
+    const s = scaleOption(name, options.s, 20);
     const learnScale =
       options.learnScale === undefined ? false : requireBoolean(name, "learnScale", options.learnScale);
-    checkInitialWeight(name, options.initialWeight, common.numClasses, common.embeddingDim);
     super(name, options, common, common.numClasses);
     this.s = s;
     this.learnScale = learnScale;

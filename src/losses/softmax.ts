@@ -5,11 +5,11 @@
  */
 import type { Scalar, Tensor, Tensor1D, Tensor2D, Variable } from "@tensorflow/tfjs-node";
 import { tf } from "../backend";
-import { COMMON_OPTION_KEYS, type CommonHeadOptions, checkCommon, checkInitialWeight, makeWeight } from "./cosine-head";
+import { type CommonHeadOptions, checkCommon, checkInitialWeight, makeWeight } from "./cosine-head";
 import type { Head } from "./head";
 import { marginSoftmaxCrossEntropy, matMulWideT } from "./margin-softmax";
-import { l2NormalizeRows } from "./tensor-helpers";
-import { checkBatch, fail, rejectUnknown, requireBoolean, requireShape } from "./validate";
+import { clippedCosine } from "./tensor-helpers";
+import { checkHeadInput, fail, requireBoolean } from "./validate";
 import type { LossWarning } from "./warnings";
 
 export interface SoftmaxOptions extends CommonHeadOptions {
@@ -30,8 +30,7 @@ export abstract class LinearHeadBase implements Head {
   protected readonly validateLabels: boolean;
 
   protected constructor(name: string, options: SoftmaxOptions, extraKeys: string[]) {
-    const common = checkCommon(name, options, 2);
-    rejectUnknown(name, options, [...COMMON_OPTION_KEYS, "bias", "initialBias", ...extraKeys]);
+    const common = checkCommon(name, options, ["bias", "initialBias", ...extraKeys]);
     const bias =
       options.bias === undefined ? options.initialBias !== undefined : requireBoolean(name, "bias", options.bias);
     if (options.initialBias !== undefined) {
@@ -59,12 +58,7 @@ export abstract class LinearHeadBase implements Head {
   }
 
   protected check(embeddings: Tensor2D, labels: Tensor1D | null): void {
-    if (labels !== null && this.validateLabels) {
-      checkBatch(this.headName, embeddings, labels, this.numClasses, this.embeddingDim);
-    } else {
-      requireShape(this.headName, "embeddings", embeddings, [null, this.embeddingDim]);
-      if (labels !== null) requireShape(this.headName, "labels", labels, [embeddings.shape[0]]);
-    }
+    checkHeadInput(this.headName, embeddings, labels, this.numClasses, this.embeddingDim, this.validateLabels);
   }
 
   /** The features the FC layer sees (x for Softmax, alpha x / |x| for L2Softmax). */
@@ -89,14 +83,7 @@ export abstract class LinearHeadBase implements Head {
   /** Plain cosines between embeddings and the rows of W (evaluation). */
   cosine(embeddings: Tensor2D): Tensor2D {
     this.check(embeddings, null);
-    return tf.tidy(
-      () =>
-        tf.clipByValue(
-          tf.matMul(l2NormalizeRows(embeddings, true), l2NormalizeRows(this.weight as Tensor as Tensor2D), false, true),
-          -1,
-          1,
-        ) as Tensor2D,
-    );
+    return clippedCosine(embeddings, this.weight as Tensor as Tensor2D);
   }
 
   trainableVariables(): Variable[] {

@@ -18,20 +18,12 @@
  */
 import type { Scalar, Tensor, Tensor1D, Tensor2D, Variable } from "@tensorflow/tfjs-node";
 import { tf } from "../backend";
-import { COMMON_OPTION_KEYS, type CommonHeadOptions, checkCommon, checkInitialWeight, makeWeight } from "./cosine-head";
+import { type CommonHeadOptions, checkCommon, checkInitialWeight, makeWeight } from "./cosine-head";
 import type { Head } from "./head";
 import { cosineMarginLoss } from "./margin-kernel";
 import { marginLogits, matMulWideT, type TargetTransform } from "./margin-softmax";
 import { l2NormalizeRows, rowNorms } from "./tensor-helpers";
-import {
-  checkBatch,
-  fail,
-  rejectUnknown,
-  requireInteger,
-  requireNumber,
-  requirePositive,
-  requireShape,
-} from "./validate";
+import { checkHeadInput, fail, rejectUnknown, requireInteger, requireNumber, requirePositive } from "./validate";
 import type { LossWarning } from "./warnings";
 
 export interface LambdaSchedule {
@@ -114,8 +106,7 @@ export class SphereFace implements Head {
 
   constructor(options: SphereFaceOptions) {
     const name = "SphereFace";
-    const common = checkCommon(name, options, 2);
-    rejectUnknown(name, options, [...COMMON_OPTION_KEYS, "m", "lambda", "scale"]);
+    const common = checkCommon(name, options, ["m", "lambda", "scale"]);
     const m = options.m === undefined ? 4 : requireInteger(name, "m", options.m, 1, 8);
     const scale = options.scale === undefined ? 1 : requirePositive(name, "scale", options.scale);
     const lambda = options.lambda ?? CAFFE_LAMBDA;
@@ -157,12 +148,7 @@ export class SphereFace implements Head {
   }
 
   private check(embeddings: Tensor2D, labels: Tensor1D | null): void {
-    if (labels !== null && this.validateLabels) {
-      checkBatch("SphereFace", embeddings, labels, this.numClasses, this.embeddingDim);
-    } else {
-      requireShape("SphereFace", "embeddings", embeddings, [null, this.embeddingDim]);
-      if (labels !== null) requireShape("SphereFace", "labels", labels, [embeddings.shape[0]]);
-    }
+    checkHeadInput("SphereFace", embeddings, labels, this.numClasses, this.embeddingDim, this.validateLabels);
   }
 
   private parts(embeddings: Tensor2D): { cos: Tensor2D; scale: Tensor } {

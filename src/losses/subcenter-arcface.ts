@@ -10,23 +10,11 @@
  */
 import type { Scalar, Tensor, Tensor1D, Tensor2D } from "@tensorflow/tfjs-node";
 import { tf } from "../backend";
-import {
-  ARCFACE_FALLBACKS,
-  type ArcFaceFallback,
-  arcFaceTarget,
-  MARGIN_GRADIENTS,
-  type MarginGradient,
-} from "./arcface";
-import {
-  COMMON_OPTION_KEYS,
-  type CommonHeadOptions,
-  CosineHeadBase,
-  checkCommon,
-  checkInitialWeight,
-} from "./cosine-head";
+import { type ArcFaceFallback, arcFaceOptions, arcFaceTarget, type MarginGradient } from "./arcface";
+import { type CommonHeadOptions, CosineHeadBase, checkCommon } from "./cosine-head";
 import { marginSoftmaxCrossEntropy, matMulWideT, maxLastAxis, type TargetTransform } from "./margin-softmax";
 import { l2NormalizeRows } from "./tensor-helpers";
-import { checkBatch, rejectUnknown, requireInteger, requireNumber, requireOneOf, requirePositive } from "./validate";
+import { checkBatch, requireInteger, requireNumber } from "./validate";
 
 export interface SubCenterArcFaceOptions extends CommonHeadOptions {
   /** Sub-centres per class (default 3). */
@@ -55,16 +43,9 @@ export class SubCenterArcFace extends CosineHeadBase {
 
   constructor(options: SubCenterArcFaceOptions) {
     const name = "SubCenterArcFace";
-    const common = checkCommon(name, options, 2);
-    rejectUnknown(name, options, [...COMMON_OPTION_KEYS, "K", "s", "m", "fallback", "gradient"]);
+    const common = checkCommon(name, options, ["K", "s", "m", "fallback", "gradient"]);
     const K = options.K === undefined ? 3 : requireInteger(name, "K", options.K, 1);
-    const s = options.s === undefined ? 64 : requirePositive(name, "s", options.s);
-    const m = options.m === undefined ? 0.5 : requireNumber(name, "m", options.m, 0, Math.PI / 2);
-    const fallback =
-      options.fallback === undefined ? "fallback" : requireOneOf(name, "fallback", options.fallback, ARCFACE_FALLBACKS);
-    const gradient =
-      options.gradient === undefined ? "exact" : requireOneOf(name, "gradient", options.gradient, MARGIN_GRADIENTS);
-    checkInitialWeight(name, options.initialWeight, common.numClasses * K, common.embeddingDim);
+    const { s, m, fallback, gradient } = arcFaceOptions(name, options);
     super(name, options, common, common.numClasses * K);
     this.K = K;
     this.s = s;

@@ -93,3 +93,15 @@ export const clipStraightThrough = tf.customGrad(((c: Tensor) => ({
   value: tf.clipByValue(c, -1, 1),
   gradFunc: (dy: Tensor) => [dy],
 })) as unknown as CustomGradFn) as unknown as (c: Tensor1D) => Tensor1D;
+
+/** cos(x_i, w_j) in [-1, 1], [B, rows of W]: the evaluation cosines of the heads whose W is not normalised by their loss. */
+export function clippedCosine(embeddings: Tensor2D, weight: Tensor2D): Tensor2D {
+  return tf.tidy(
+    () =>
+      tf.clipByValue(
+        tf.matMul(l2NormalizeRows(embeddings, true), l2NormalizeRows(weight), false, true),
+        -1,
+        1,
+      ) as Tensor2D,
+  );
+}

@@ -60,6 +60,26 @@ export function checkBatch(
   return b;
 }
 
+/**
+ * A head's input check: with labels (and `validateLabels`), the whole batch (checkBatch, the labels read
+ * back); without labels, or with `validateLabels` false, the shapes only.
+ */
+export function checkHeadInput(
+  owner: string,
+  embeddings: Tensor,
+  labels: Tensor | null,
+  numClasses: number,
+  dim: number,
+  validateLabels: boolean,
+): void {
+  if (labels !== null && validateLabels) {
+    checkBatch(owner, embeddings, labels, numClasses, dim);
+    return;
+  }
+  requireShape(owner, "embeddings", embeddings, [null, dim]);
+  if (labels !== null) requireShape(owner, "labels", labels, [embeddings.shape[0]]);
+}
+
 export function checkLabels(owner: string, labels: unknown, batch: number, numClasses: number): void {
   requireShape(owner, "labels", labels, [batch]);
   const t = labels as Tensor;
