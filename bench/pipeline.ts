@@ -7,6 +7,8 @@
  *   of an iResNet backbone + ArcFace head (s=64, m=0.5) through src/train's trainer, beside the same
  *   network in PyTorch (bench/peers/pipeline_resnet.py, .venv-peers). Default: the 2-core size
  *   (iResNet [1,1,1,1] x [16,32,64,128], 32x32x1, B=64, C=1000); `--full` adds iResNet-18 at 112x112x3, B=16.
+ *   Each row also carries the TensorFlow ops of one step and the update + clip's ops and share of the
+ *   step's CPU time (measured alone on the backbone's variables, flat and per variable).
  * - profile: one training step of each backbone case (`--backbones iresnet-small,lenet++,lenet-small,
  *   mobilefacenet-small`, the default), per TensorFlow op: calls and wall time, the tfjs kernels and
  *   their counts, and the host round trips (reads to JavaScript, tensors copied in) inside the step.
@@ -22,11 +24,14 @@ import { decodeImage, encodeImage } from "../src/data/decode";
 import { BatchStream } from "../src/data/pipeline";
 import { syntheticFaces } from "../src/data/synthetic";
 import { ArcFace } from "../src/losses/arcface";
+import type { Variable } from "../src/losses/head";
+import { clipScale, Optimizer } from "../src/train/optimizers";
 import { train } from "../src/train/trainer";
 import {
   emit,
   intOption,
   isFailure,
+  type Measurement,
   machineLine,
   type OpProfile,
   opProbe,
@@ -54,7 +59,7 @@ interface TrainParams {
   batch: number;
   warmup: number;
   repeats: number;
-  /** Probe the first step after warm-up (op counts and times, round trips) and emit it with the result. */
+  /** Emit the probe of the step after the timed ones (op counts and times, round trips) with the result. */
   profile?: boolean;
 }
 
@@ -88,22 +93,27 @@ function constantData(p: TrainParams): Dataset {
   };
 }
 
+const OPTIMIZER = { type: "sgd", lr: 0.01, momentum: 0.9, weightDecay: 5e-4 } as const;
+const CLIP = 5;
+
 async function trainWorker(p: TrainParams): Promise<void> {
   const backbone = benchBackbone(p);
-  const probe = p.profile ? opProbe(tf) : undefined;
+  const probe = opProbe(tf);
   let profile: Promise<OpProfile> | undefined;
   const head = new ArcFace({ numClasses: p.classes, embeddingDim: p.emb, s: 64, m: 0.5, validateLabels: false });
   const times: number[] = [];
   let last = 0;
   let cpu0: NodeJS.CpuUsage | undefined;
+  let cpu: NodeJS.CpuUsage | undefined;
+  const timed = p.warmup + p.repeats;
   await train({
     backbone,
     head,
     data: constantData(p),
     pipeline: { batchSize: p.batch, augment: false, prefetch: 2 },
-    steps: p.warmup + p.repeats,
-    optimizer: { type: "sgd", lr: 0.01, momentum: 0.9, weightDecay: 5e-4 },
-    clipGradNorm: 5,
+    steps: timed + 1, // the last step is probed (op counts), after the timed ones
+    optimizer: OPTIMIZER,
+    clipGradNorm: CLIP,
     callbacks: [
       {
         onStart() {
@@ -111,27 +121,68 @@ async function trainWorker(p: TrainParams): Promise<void> {
         },
         onStep(m) {
           const now = performance.now();
-          if (m.step > p.warmup) times.push(now - last);
+          if (m.step > p.warmup && m.step <= timed) times.push(now - last);
           if (m.step === p.warmup) cpu0 = process.cpuUsage();
-          if (probe && m.step === p.warmup + 1) profile = probe.stop();
+          if (m.step === timed) cpu = process.cpuUsage(cpu0);
+          if (m.step === timed + 1) profile = probe.stop();
           last = performance.now();
-          if (probe && m.step === p.warmup) probe.start();
+          if (m.step === timed) probe.start();
         },
       },
     ],
   });
   const med = [...times].sort((a, b) => a - b)[times.length >> 1];
-  const cpu = process.cpuUsage(cpu0);
+  const cpuMsPerStep = (cpu!.user + cpu!.system) / 1000 / p.repeats;
+  const stepProfile = await profile!;
+  const variables = backbone.trainableVariables();
+  const updates = p.size > 64 ? 5 : 20; // the 112x112 case's update alone takes about 0.2 s
+  const update = await updateCost(variables, undefined, updates);
+  const perVariable = await updateCost(variables, 0, updates);
   emit({
     name: "marginlab",
     stepsMs: times,
     imagesPerSecond: p.batch / (med / 1000),
-    cpuMsPerStep: (cpu.user + cpu.system) / 1000 / p.repeats,
+    cpuMsPerStep,
+    opsPerStep: stepProfile.nativeOps.reduce((a, o) => a + o.count, 0),
+    updateOps: update.ops,
+    updateCpuMs: update.cpuMs,
+    updateShare: update.cpuMs / cpuMsPerStep,
+    perVariableUpdateOps: perVariable.ops,
+    perVariableUpdateCpuMs: perVariable.cpuMs,
     backboneParams: backbone.parameterCount(),
     batch: p.batch,
     tensorflow: tf.version.tfjs,
-    ...(profile ? { profile: await profile } : {}),
+    ...(p.profile ? { profile: stepProfile } : {}),
   });
+}
+
+/**
+ * The trainer's backbone update + clip alone (prepare, global norm, clip at CLIP, SGD), on the backbone's
+ * variables with unit-normal gradients of their shapes (so clipping applies): native ops of one update and
+ * CPU ms per update, with the small variables updated as one flat vector (the default) or each on its own
+ * (fuseMaxSize 0, the path before the flat one).
+ */
+async function updateCost(variables: Variable[], fuseMaxSize: number | undefined, repeats: number) {
+  const opt = new Optimizer(OPTIMIZER, [{ variables, weightDecay: OPTIMIZER.weightDecay }], { fuseMaxSize });
+  const grads = variables.map((v) => tf.randomNormal(v.shape));
+  const once = () => {
+    const update = opt.prepare(grads);
+    const sq = update.squaredNorm();
+    const norm = Math.sqrt(sq.dataSync()[0]);
+    sq.dispose();
+    update.apply(OPTIMIZER.lr, clipScale(norm, CLIP));
+  };
+  once();
+  const probe = opProbe(tf);
+  probe.start();
+  once();
+  const ops = (await probe.stop()).nativeOps.reduce((a, o) => a + o.count, 0);
+  const c0 = process.cpuUsage();
+  for (let i = 0; i < repeats; i++) once();
+  const c = process.cpuUsage(c0);
+  opt.dispose();
+  tf.dispose(grads);
+  return { ops, cpuMs: (c.user + c.system) / 1000 / repeats };
 }
 
 async function renderWorker(p: { size: number; count: number }): Promise<void> {
@@ -253,6 +304,16 @@ function line(r: Result, what = "images/s"): void {
   const rate = r.imagesPerSecond as number;
   const cpu = typeof r.cpuMsPerStep === "number" ? `   CPU time ${r.cpuMsPerStep.toFixed(0)} ms / step` : "";
   console.log(`  ${r.impl.padEnd(9)} ${r.name.padEnd(40)} ${rate.toFixed(1).padStart(9)} ${what}${cpu}`);
+  if (typeof r.updateOps === "number") console.log(`            ${updateLine(r)}`);
+}
+
+/** Ops per step, and the update + clip's ops and share of the step's CPU time (flat, and per variable). */
+function updateLine(r: Measurement): string {
+  const n = (k: string) => r[k] as number;
+  return (
+    `${n("opsPerStep")} TensorFlow ops / step; update + clip ${n("updateOps")} ops, ${n("updateCpuMs").toFixed(1)} ms CPU ` +
+    `(${(100 * n("updateShare")).toFixed(1)} % of the step's CPU time); per variable ${n("perVariableUpdateOps")} ops, ${n("perVariableUpdateCpuMs").toFixed(1)} ms CPU`
+  );
 }
 
 export async function run(args: string[]): Promise<number> {
@@ -275,10 +336,13 @@ export async function run(args: string[]): Promise<number> {
   if (which === "profile") {
     const names = caseNames(o.backbones, ["iresnet-small", "lenet++", "lenet-small", "mobilefacenet-small"]);
     for (const name of names) {
-      const p = { ...trainCase(name, 1), profile: true };
+      const p = { ...trainCase(name, intOption(o, "repeats", 3)), profile: true };
       const r = runWorker("pipeline.ts", "train", p);
       if (isFailure(r)) printRows(caseTitle(p), [r]);
-      else printProfile(`one training step, ${caseTitle(p)}`, r.profile as OpProfile, intOption(o, "top", 25));
+      else {
+        printProfile(`one training step, ${caseTitle(p)}`, r.profile as OpProfile, intOption(o, "top", 25));
+        console.log(`  ${updateLine(r)}`);
+      }
     }
   }
   if (which === "render" || which === "all") {

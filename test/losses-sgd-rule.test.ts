@@ -1,5 +1,6 @@
 // The one SGD rule (src/train/optimizers.ts sgdUpdate), which Optimizer.apply, FusedHeadStep and PartialFC
-// use, against torch.optim.SGD's trajectories (test/fixtures/sgd-torch.json, scripts/reference/sgd_torch.py).
+// use, against torch.optim.SGD's trajectories (test/fixtures/sgd-torch.json, scripts/reference/sgd_torch.py);
+// Optimizer.apply on one variable and on two small ones (updated as one flat vector).
 import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { tf } from "../src/backend";
@@ -39,23 +40,32 @@ for (const c of fixture.cases as Case[]) {
   });
 }
 
-test("Optimizer.apply (SGD) takes the same trajectory, and its momentum slot is the buffer", () => {
+test("Optimizer.apply (SGD) takes the same trajectory, alone and with its variables updated as one flat vector", () => {
   for (const c of (fixture.cases as Case[]).filter((k) => !k.rowDecay)) {
-    const v = tf.variable(tf.tensor2d(c.p0, [3, 4]));
-    const opt = new Optimizer(
-      { type: "sgd", lr: c.lrs[0], momentum: c.momentum, nesterov: c.nesterov, weightDecay: c.weightDecay },
-      [{ variables: [v], weightDecay: c.weightDecay }],
-    );
-    c.grads.forEach((g, t) => {
-      const grad = tf.tensor2d(g, [3, 4]);
-      opt.apply([grad], c.lrs[t]);
-      grad.dispose();
-      close(v.dataSync(), c.params[t], `${c.name} step ${t} param`);
-      if (c.buffers[t])
-        close(opt.stateVariables()[0].dataSync(), c.buffers[t] as number[], `${c.name} step ${t} buffer`);
-    });
-    opt.dispose();
-    v.dispose();
+    // one variable: its own ops; two small ones in a group: the flat path (both follow the same trajectory)
+    for (const n of [1, 2]) {
+      const vs = Array.from({ length: n }, () => tf.variable(tf.tensor2d(c.p0, [3, 4])));
+      const opt = new Optimizer(
+        { type: "sgd", lr: c.lrs[0], momentum: c.momentum, nesterov: c.nesterov, weightDecay: c.weightDecay },
+        [{ variables: vs, weightDecay: c.weightDecay }],
+      );
+      c.grads.forEach((g, t) => {
+        const grad = tf.tensor2d(g, [3, 4]);
+        opt.apply(
+          vs.map(() => grad),
+          c.lrs[t],
+        );
+        grad.dispose();
+        const state = opt.saveState();
+        vs.forEach((v, k) => {
+          close(v.dataSync(), c.params[t], `${c.name} (${n} variables) step ${t} param ${k}`);
+          if (c.buffers[t])
+            close(state[k].data, c.buffers[t] as number[], `${c.name} (${n} variables) step ${t} buffer ${k}`);
+        });
+      });
+      opt.dispose();
+      tf.dispose(vs);
+    }
   }
 });
 

@@ -117,12 +117,7 @@ export class AutodiffHeadStep implements HeadStep {
       pendingGrads: headGrads,
       apply: (scale: number) => {
         if (!pending) throw new Error("AutodiffHeadStep: this prepared update was already applied or discarded");
-        if (scale === 1) this.optimizer.apply(headGrads, this.learningRate);
-        else {
-          const scaled = headGrads.map((g) => tf.mul(g, scale));
-          this.optimizer.apply(scaled, this.learningRate);
-          tf.dispose(scaled);
-        }
+        this.optimizer.apply(headGrads, this.learningRate, scale);
         free();
       },
       discard: free,
@@ -136,32 +131,33 @@ export class AutodiffHeadStep implements HeadStep {
     return { loss, headLoss, terms, embeddingGrad, activeClasses };
   }
 
-  /** What the state holds, by name: the head's variables, then the optimizer's slots. */
-  private stateTargets(): Array<[string, Variable]> {
-    return [
-      ...headVariables(this.head).map((v, k): [string, Variable] => [`variable/${k}`, v]),
-      ...this.optimizer.stateVariables().map((v, k): [string, Variable] => [`slot/${k}`, v]),
-    ];
+  /** The head's variables by name (the optimizer's slots follow them as slot/<k>). */
+  private namedVariables(): Array<[string, Variable]> {
+    return headVariables(this.head).map((v, k): [string, Variable] => [`variable/${k}`, v]);
   }
 
   saveState(): HeadStepState {
     const arrays: Record<string, StateArray> = {};
-    for (const [name, v] of this.stateTargets()) arrays[name] = tensorState(v);
+    for (const [name, v] of this.namedVariables()) arrays[name] = tensorState(v);
+    for (const [k, a] of this.optimizer.saveState().entries()) arrays[`slot/${k}`] = a;
     return { arrays, meta: { optimizerStep: this.optimizer.step } };
   }
 
   loadState(state: HeadStepState): void {
-    const targets = this.stateTargets();
-    const names = new Set(targets.map(([name]) => name));
+    const variables = this.namedVariables();
+    const slots = this.optimizer.stateShapes().map((s, k) => ({ name: `slot/${k}`, ...s }));
+    const names = new Set([...variables.map(([name]) => name), ...slots.map((s) => s.name)]);
     const extra = Object.keys(state?.arrays ?? {}).filter((name) => !names.has(name));
     if (extra.length > 0)
       fail(OWNER, "state.arrays", extra, `has arrays this head and optimizer do not (a different head or optimizer?)`);
     // every array checked before anything is assigned
-    const values = targets.map(([name, v]) => readArray(OWNER, state, name, v.dtype as StateArray["dtype"], v.shape));
+    const values = variables.map(([name, v]) => readArray(OWNER, state, name, v.dtype as StateArray["dtype"], v.shape));
+    const slotValues = slots.map((s) => readArray(OWNER, state, s.name, s.dtype, s.shape));
     const step = metaCount(OWNER, state, "optimizerStep");
-    targets.forEach(([, v], k) => {
+    variables.forEach(([, v], k) => {
       tf.tidy(() => v.assign(tf.tensor(values[k], v.shape, v.dtype)));
     });
+    this.optimizer.loadState(slotValues);
     this.optimizer.step = step;
   }
 

@@ -28,7 +28,7 @@ import { LossConfigError, NonFiniteLossError } from "../losses/validate";
 import { AutodiffHeadStep, type Regularizer, tensorState } from "./autodiff-step";
 import { CheckpointError, type CheckpointTensor, resolveCheckpoint, saveCheckpoint } from "./checkpoint";
 import type { HeadStep, HeadStepResult, PreparedHeadStep, StateArray } from "./head-step";
-import { Optimizer, type OptimizerConfig, validateOptimizer } from "./optimizers";
+import { clipScale, Optimizer, type OptimizerConfig, sumOfSquares, validateOptimizer } from "./optimizers";
 import { learningRate, type Schedule, validateSchedule } from "./schedules";
 
 export type { Regularizer } from "./autodiff-step";
@@ -334,15 +334,31 @@ export async function train(config: TrainConfig): Promise<TrainResult> {
   let resumedFrom: string | undefined;
   const warnings: TrainWarning[] = [];
 
-  const backboneArrays = (): Array<{ name: string; group: string; tensor: Tensor }> => [
-    ...backbone.variables().map(({ name, variable }) => ({ group: "backbone", name, tensor: variable as Tensor })),
-    ...optimizer.stateVariables().map((v, k) => ({ group: "optimizer", name: `slot/${k}`, tensor: v as Tensor })),
+  // the backbone's and its optimizer's checkpoint arrays: what they are, their values, and how to load them
+  const backboneVariables = backbone.variables();
+  const backboneTargets = (): StateTarget[] => [
+    ...backboneVariables.map(({ name, variable }) => ({
+      group: "backbone",
+      name,
+      shape: variable.shape,
+      dtype: variable.dtype,
+    })),
+    ...optimizer.stateShapes().map((s, k) => ({ group: "optimizer", name: `slot/${k}`, ...s })),
   ];
+  const backboneArrays = (): CheckpointTensor[] => [
+    ...backboneVariables.map(({ name, variable }) => ({ group: "backbone", name, ...tensorState(variable as Tensor) })),
+    ...optimizer.saveState().map((a, k) => ({ group: "optimizer", name: `slot/${k}`, ...a })),
+  ];
+  const loadBackbone = (saved: { backbone: CheckpointTensor[]; optimizer: CheckpointTensor[] }) => {
+    for (const [k, e] of saved.backbone.entries())
+      tf.tidy(() => backboneVariables[k].variable.assign(tf.tensor(e.data, e.shape, e.dtype)));
+    optimizer.loadState(saved.optimizer.map((e) => e.data));
+  };
 
   try {
     if (config.resume !== undefined) {
       const ckpt = resolveCheckpoint(config.resume);
-      restore(ckpt.path, ckpt.state, ckpt.tensors, backboneArrays(), headStep);
+      restore(ckpt.path, ckpt.state, ckpt.tensors, backboneTargets(), loadBackbone, headStep);
       step = ckpt.state.step;
       optimizer.step = ckpt.state.optimizerStep;
       position = ckpt.state.position;
@@ -367,7 +383,7 @@ export async function train(config: TrainConfig): Promise<TrainResult> {
       async save(dir: string, keep?: number) {
         const head = headStep.saveState();
         const arrays: CheckpointTensor[] = [
-          ...backboneArrays().map(({ group, name, tensor }) => ({ group, name, ...tensorState(tensor) })),
+          ...backboneArrays(),
           ...Object.entries(head.arrays).map(([name, a]) => ({ group: "headStep", name, ...a })),
         ];
         const p = saveCheckpoint(
@@ -418,9 +434,9 @@ export async function train(config: TrainConfig): Promise<TrainResult> {
           step + 1,
           lastCheckpoint,
         );
-      let computed: { grads: Tensor[]; norm: Scalar };
+      let grads: Tensor[];
       try {
-        computed = tf.tidy(() => {
+        grads = tf.tidy(() => {
           const x = tf.tensor4d(batch.x, batch.shape) as Tensor4D;
           const labels = tf.tensor1d(batch.labels, "int32") as Tensor1D;
           const { grads } = tf.variableGrads(() => {
@@ -432,26 +448,29 @@ export async function train(config: TrainConfig): Promise<TrainResult> {
             headMs = performance.now() - h0;
             return tf.sum(tf.mul(emb, result.embeddingGrad)) as Scalar;
           }, bbTrainable);
-          const list = bbTrainable.map((v) => grads[v.name]);
-          const r = result as HeadStepResult | PreparedHeadStep;
-          const clipped = clipAll && "pendingGrads" in r ? [...list, ...r.pendingGrads] : list;
-          return { grads: list, norm: tf.sqrt(tf.addN(clipped.map((g) => tf.sum(tf.square(g))))) as Scalar };
+          return bbTrainable.map((v) => grads[v.name]);
         });
       } catch (e) {
         if (e instanceof NonFiniteLossError) throw nonFinite(e.message, "the backbone update was not applied");
         throw e;
       }
-      const { grads, norm } = computed;
-      const r = result!;
+      // the optimizer takes the gradients once (small variables as one flat vector): norm and update share it
+      const update = optimizer.prepare(grads);
+      tf.dispose(grads);
+      const r: HeadStepResult | PreparedHeadStep = result!;
       const prepared = "apply" in r ? r : undefined;
-      const normV = norm.dataSync()[0];
-      norm.dispose();
+      const squaredNorm = tf.tidy(() => {
+        const own = update.squaredNorm();
+        return clipAll && prepared ? tf.add(own, sumOfSquares(prepared.pendingGrads)) : own;
+      });
+      const normV = Math.sqrt(squaredNorm.dataSync()[0]);
+      squaredNorm.dispose();
       const lossV = r.loss;
       const headLoss = r.headLoss ?? lossV;
       const terms = r.terms ?? {};
       if (!Number.isFinite(lossV) || !Number.isFinite(normV)) {
         prepared?.discard();
-        tf.dispose(grads);
+        update.discard();
         const what = !Number.isFinite(lossV)
           ? `the loss is ${lossV} (head loss ${headLoss}${Object.keys(terms).length ? `, regularizers ${JSON.stringify(terms)}` : ""})`
           : `the gradient norm is ${normV}`;
@@ -462,17 +481,8 @@ export async function train(config: TrainConfig): Promise<TrainResult> {
             : `the ${headStep.kind} head step had already updated its class centres, the backbone update was not applied`,
         );
       }
-      let scale = 1;
-      if (config.clipGradNorm !== undefined && normV > config.clipGradNorm) {
-        scale = config.clipGradNorm / (normV + 1e-6);
-        for (let k = 0; k < grads.length; k++) {
-          const g = grads[k];
-          grads[k] = tf.mul(g, scale);
-          g.dispose();
-        }
-      }
-      optimizer.apply(grads, lr);
-      tf.dispose(grads);
+      const scale = clipScale(normV, config.clipGradNorm);
+      update.apply(lr, scale);
       prepared?.apply(clipAll ? scale : 1);
       step++;
       images += batch.shape[0];
@@ -506,12 +516,21 @@ export async function train(config: TrainConfig): Promise<TrainResult> {
   }
 }
 
+/** One array the backbone's side of a checkpoint holds: a backbone variable or an optimizer slot. */
+interface StateTarget {
+  group: string;
+  name: string;
+  shape: number[];
+  dtype: string;
+}
+
 /** Loads a verified checkpoint into the backbone, its optimizer and the head step; mismatches name the path. */
 function restore(
   ckpt: string,
   state: { headStep: { kind: string; meta: Record<string, unknown> } },
   tensors: CheckpointTensor[],
-  targets: Array<{ name: string; group: string; tensor: Tensor }>,
+  targets: StateTarget[],
+  load: (saved: { backbone: CheckpointTensor[]; optimizer: CheckpointTensor[] }) => void,
   headStep: HeadStep,
 ): void {
   if (state.headStep.kind !== headStep.kind)
@@ -529,10 +548,10 @@ function restore(
       );
     mine.forEach((t, k) => {
       const e = saved[k];
-      if (e.shape.join(",") !== t.tensor.shape.join(",") || e.dtype !== t.tensor.dtype)
+      if (e.shape.join(",") !== t.shape.join(",") || e.dtype !== t.dtype)
         throw new CheckpointError(
           ckpt,
-          `${group} tensor ${k} (${e.name}) is ${e.dtype}[${e.shape}], the model's ${t.name} is ${t.tensor.dtype}[${t.tensor.shape}]`,
+          `${group} tensor ${k} (${e.name}) is ${e.dtype}[${e.shape}], the model's ${t.name} is ${t.dtype}[${t.shape}]`,
         );
     });
   }
@@ -544,17 +563,10 @@ function restore(
   } catch (e) {
     throw new CheckpointError(ckpt, `the head step's state does not fit: ${(e as Error).message}`);
   }
-  for (const group of ["backbone", "optimizer"]) {
-    const saved = tensors.filter((t) => t.group === group);
-    targets
-      .filter((t) => t.group === group)
-      .forEach((t, k) => {
-        const e = saved[k];
-        tf.tidy(() =>
-          (t.tensor as import("@tensorflow/tfjs-node").Variable).assign(tf.tensor(e.data, e.shape, e.dtype)),
-        );
-      });
-  }
+  load({
+    backbone: tensors.filter((t) => t.group === "backbone"),
+    optimizer: tensors.filter((t) => t.group === "optimizer"),
+  });
 }
 
 /** Checkpoints every `every` steps and at the end of training, keeping the newest `keep` (default 2). */
