@@ -6,7 +6,7 @@
 
 import { existsSync } from "node:fs";
 import path from "node:path";
-import { escapeHtml, LiveProgress, showFigure, showHtml, showMarkdown, showTable } from "../src/notebook/display";
+import { LiveProgress, showFigure, showMarkdown, showTable } from "../src/notebook/display";
 import { formatDuration, sequenceView } from "../src/progress";
 import { projectRoot } from "../src/project";
 import {
@@ -53,7 +53,7 @@ export async function runInNotebook(name: string, options: NotebookRunOptions = 
           `The statistics and verdicts below are computed from its ${recorded.run.results.length} task results now; ` +
           "pass `{ rerun: true }` to train again.",
       );
-      showResults(recorded.run, recorded.record);
+      await showResults(recorded.run, recorded.record);
       return recorded.run;
     } catch (error) {
       if (!(error instanceof RecordError)) throw error;
@@ -72,7 +72,7 @@ export async function runInNotebook(name: string, options: NotebookRunOptions = 
     true,
   );
   if (file) writeRecord(file, recordOfRun(result));
-  showResults(result);
+  await showResults(result);
   return result;
 }
 
@@ -110,18 +110,21 @@ export function fromRecord(
   return { record, run };
 }
 
-/** Displays a finished run: figures, tables, findings, MLflow link (or, from a record, its run id). */
-export function showResults(result: AblationRun, record?: AblationRecord): void {
-  for (const f of result.summary.figures) showFigure(f.figure);
+/**
+ * Displays a finished run: figures, tables, findings and where its MLflow runs are (the parent run's
+ * id and `npx marginlab ui`, never a local server's address, which is dead on a reader's machine).
+ */
+export async function showResults(result: AblationRun, record?: AblationRecord): Promise<void> {
+  for (const f of result.summary.figures) await showFigure(f.figure);
   for (const t of result.summary.tables) showTable(t.rows, t.title);
   if (result.summary.notes.length > 0) showMarkdown(result.summary.notes.map((n) => `- ${n}`).join("\n"));
   if (record?.parentRunId) {
     showMarkdown(
       `MLflow: parent run \`${record.parentRunId}\` (experiment "marginlab-ablations") in the MLflow store of the machine that ran it; \`npx marginlab ui\` opens yours.`,
     );
-  } else if (result.url) {
-    showHtml(
-      `<p>MLflow run (${escapeHtml(result.preset)} preset, ${result.wallSeconds.toFixed(1)} s): <a href="${escapeHtml(result.url)}" target="_blank">${escapeHtml(result.url)}</a></p>`,
+  } else if (result.parentRunId) {
+    showMarkdown(
+      `MLflow: parent run \`${result.parentRunId}\` (experiment "marginlab-ablations", ${result.preset} preset, ${result.wallSeconds.toFixed(1)} s); \`npx marginlab ui\` opens the project's server.`,
     );
   }
 }

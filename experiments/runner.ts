@@ -361,7 +361,7 @@ async function writeSummary(
   if (!parent) return { artifacts, warnings, childRunIds };
   for (const table of summary.tables) artifacts.push(parent.logTable(table.rows, `tables/${table.name}.json`));
   for (const figure of summary.figures) {
-    const logged = await parent.logFigure(figure.figure, `figures/${figure.name}`);
+    const logged = await parent.logFigure(figure.figure, `figures/${figure.name}`, { imageKey: figure.name });
     artifacts.push(logged.html);
     if (logged.png) artifacts.push(logged.png);
     else if (logged.pngSkipped && !warnings.some((w) => w.startsWith("no PNG")))

@@ -1,18 +1,27 @@
 /**
  * `npm run notebooks`: executes every notebook in notebooks/ headlessly (nbconvert, marginlab kernel)
- * with MARGINLAB_PRESET=smoke, into a temporary folder (the committed notebooks keep their full-run
- * outputs), and fails on any cell error.
+ * with MARGINLAB_PRESET=smoke, into a temporary folder (printed; the committed notebooks keep their
+ * full-run outputs), and fails on any cell error.
  *
- *   node --require tsx/cjs scripts/run-notebooks.ts [--preset smoke|full] [--temp-server] [--jobs N] [name ...]
+ *   node --require tsx/cjs scripts/run-notebooks.ts [--preset smoke|full] [--in-place] [--temp-server] [--jobs N] [name ...]
+ *
+ * With `--preset full` each notebook shows its ablation's record (results/ablations/<name>-full.json)
+ * instead of training, so this takes about a minute a notebook; `--in-place` (full only) writes the
+ * executed notebooks back into notebooks/, so the committed notebooks carry the full-run outputs. A
+ * notebook whose record names a parent run is also exported to HTML and logged to that run as
+ * `notebook/<name>.html` when the run is on the tracking server in use; otherwise it says why not.
  *
  * MLflow: MLFLOW_TRACKING_URI when set; with --temp-server a throwaway server in a temp folder
  * (stopped at the end); else the project's embedded server (`marginlab ui` shows it).
  */
-import { mkdtempSync, readdirSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import { executeNotebook } from "../src/notebook/execute";
+import { decodeJson, recordPath } from "../experiments/record";
+import { executeNotebook, exportNotebookHtml } from "../src/notebook/execute";
 import { projectRoot } from "../src/project";
+import { trackingClient } from "../src/tracking/connect";
+import { onServerStart } from "../src/tracking/embedded";
 import { type MlflowServer, startMlflowServer } from "../src/tracking/server";
 
 export interface NotebookRun {
@@ -21,6 +30,51 @@ export interface NotebookRun {
   seconds: number;
   error?: string;
   output?: string;
+  /** The HTML export logged to the record's parent run, or why there is none. */
+  artifact?: { runId: string; path: string } | { skipped: string };
+}
+
+/** Where the executed notebook's HTML goes in its parent run. */
+export function notebookArtifactPath(name: string): string {
+  return `notebook/${name}.html`;
+}
+
+/**
+ * Exports an executed notebook to HTML (nbconvert) and logs it to the parent run its record names,
+ * when that run is on the tracking server in use (`trackingUri`, else MLFLOW_TRACKING_URI in `env`,
+ * else the embedded server); `{skipped}` says why not.
+ */
+export async function logNotebookToParentRun(
+  executed: string,
+  recordFile: string,
+  options: { trackingUri?: string; env?: NodeJS.ProcessEnv } = {},
+): Promise<{ runId: string; path: string } | { skipped: string }> {
+  if (!existsSync(recordFile)) return { skipped: `no record ${path.relative(projectRoot, recordFile)}` };
+  const { parentRunId } = decodeJson(readFileSync(recordFile, "utf8")) as { parentRunId?: string };
+  if (!parentRunId) return { skipped: `${path.basename(recordFile)} names no parent run (it ran untracked)` };
+  const client = await trackingClient({ trackingUri: options.trackingUri, env: options.env ?? process.env });
+  try {
+    let artifactUri: string;
+    try {
+      artifactUri = (await client.getRun(parentRunId)).info.artifact_uri;
+    } catch (error) {
+      return {
+        skipped: `parent run ${parentRunId} is not on ${client.trackingUri} (${(error as Error).message.split("\n")[0]})`,
+      };
+    }
+    const name = path.basename(executed, ".ipynb");
+    const dir = mkdtempSync(path.join(tmpdir(), "marginlab-nbhtml-"));
+    try {
+      const html = await exportNotebookHtml(executed, path.join(dir, `${name}.html`));
+      const target = notebookArtifactPath(name);
+      await client.uploadArtifact(artifactUri, target, readFileSync(html), "text/html");
+      return { runId: parentRunId, path: target };
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  } finally {
+    client.close();
+  }
 }
 
 export function listNotebooks(dir = path.join(projectRoot, "notebooks")): string[] {
@@ -36,6 +90,10 @@ export async function runNotebooks(
     only?: string[];
     env?: NodeJS.ProcessEnv;
     outDir?: string;
+    /** Write each executed notebook over its source in notebooks/ (full preset only). */
+    inPlace?: boolean;
+    /** Log each executed notebook's HTML to its record's parent run (default: for every preset but smoke). */
+    logToParentRun?: boolean;
     log?: (line: string) => void;
     /** Notebooks executed at once (default 1). */
     concurrency?: number;
@@ -51,7 +109,15 @@ export async function runNotebooks(
     options.only && options.only.length > 0
       ? all.filter((f) => options.only!.includes(path.basename(f, ".ipynb")))
       : all;
-  const outDir = options.outDir ?? mkdtempSync(path.join(tmpdir(), "marginlab-notebooks-"));
+  const preset = options.preset ?? "smoke";
+  if (options.inPlace && preset !== "full")
+    throw new Error(
+      `--in-place writes into notebooks/, which carry full-run outputs: use it with --preset full, not ${preset}.`,
+    );
+  const outDir = options.inPlace
+    ? undefined
+    : (options.outDir ?? mkdtempSync(path.join(tmpdir(), "marginlab-notebooks-")));
+  log(`executed notebooks go to ${outDir ?? "notebooks/ (in place)"}`);
   const runs: NotebookRun[] = new Array(chosen.length);
   const runOne = async (k: number) => {
     const file = chosen[k];
@@ -60,12 +126,23 @@ export async function runNotebooks(
     log(`running ${name} ...`);
     try {
       const result = await executeNotebook(file, {
-        outputPath: path.join(outDir, `${name}.ipynb`),
-        env: { ...options.env, MARGINLAB_PRESET: options.preset ?? "smoke" },
+        outputPath: outDir ? path.join(outDir, `${name}.ipynb`) : file,
+        env: { ...options.env, MARGINLAB_PRESET: preset },
         cellTimeoutSeconds: 1800,
       });
       runs[k] = { name, ok: true, seconds: result.seconds, output: result.path };
-      log(`ok   ${name} (${result.seconds.toFixed(1)} s)`);
+      log(`ok   ${name} (${result.seconds.toFixed(1)} s): ${result.path}`);
+      if (options.logToParentRun ?? preset !== "smoke") {
+        const artifact = await logNotebookToParentRun(result.path, recordPath(name, preset), {
+          env: { ...process.env, ...options.env },
+        }).catch((error: Error) => ({ skipped: error.message }));
+        runs[k].artifact = artifact;
+        log(
+          "skipped" in artifact
+            ? `     ${name}: HTML not logged to MLflow: ${artifact.skipped}`
+            : `     ${name}: HTML logged to parent run ${artifact.runId} as ${artifact.path}`,
+        );
+      }
     } catch (error) {
       const message = error instanceof Error ? error.message : String(error);
       runs[k] = { name, ok: false, seconds: (Date.now() - started) / 1000, error: message };
@@ -84,18 +161,22 @@ export async function runNotebooks(
 async function main(argv: string[]): Promise<number> {
   let preset = "smoke";
   let tempServer = false;
+  let inPlace = false;
   let concurrency = 1;
   const only: string[] = [];
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     if (a === "--preset") preset = argv[++i] ?? "";
     else if (a === "--temp-server") tempServer = true;
+    else if (a === "--in-place") inPlace = true;
     else if (a === "--jobs" || a === "-j") concurrency = Number(argv[++i]);
     else if (a === "--help" || a === "-h") {
-      console.log("usage: run-notebooks.ts [--preset smoke|full] [--temp-server] [--jobs N] [notebook-name ...]");
+      console.log(
+        "usage: run-notebooks.ts [--preset smoke|full] [--in-place] [--temp-server] [--jobs N] [notebook-name ...]",
+      );
       return 0;
     } else if (a.startsWith("-")) {
-      console.error(`run-notebooks: unknown option "${a}" (allowed: --preset, --temp-server, --jobs)`);
+      console.error(`run-notebooks: unknown option "${a}" (allowed: --preset, --in-place, --temp-server, --jobs)`);
       return 2;
     } else only.push(a);
   }
@@ -107,6 +188,11 @@ async function main(argv: string[]): Promise<number> {
     console.error(`run-notebooks: --preset = "${preset}" is not valid: allowed are smoke, full.`);
     return 2;
   }
+  if (inPlace && preset !== "full") {
+    console.error(`run-notebooks: --in-place needs --preset full (the committed notebooks carry full-run outputs).`);
+    return 2;
+  }
+  onServerStart((event) => console.error(`run-notebooks: ${event.message}`));
   let server: MlflowServer | undefined;
   let serverDir: string | undefined;
   const env: NodeJS.ProcessEnv = {};
@@ -117,7 +203,7 @@ async function main(argv: string[]): Promise<number> {
     console.log(`temporary MLflow server: ${server.url}`);
   }
   try {
-    const runs = await runNotebooks({ preset, only, env, concurrency, log: (l) => console.log(l) });
+    const runs = await runNotebooks({ preset, only, env, concurrency, inPlace, log: (l) => console.log(l) });
     const failed = runs.filter((r) => !r.ok);
     console.log(
       `\n${runs.length - failed.length} of ${runs.length} notebooks ran without a cell error (preset ${preset}).`,

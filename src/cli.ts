@@ -3,11 +3,14 @@
  * exports `run(args): Promise<number>` (the exit code) and a one-line `summary`.
  */
 import { reportInterrupts } from "./cli/interrupt";
+import { onServerStart } from "./tracking/embedded";
 import { onTrackingOffline } from "./tracking/reachability";
 import { setCommandSource } from "./tracking/system-tags";
 
 // Library code never prints: the one warning that the tracking server is unreachable is printed here.
 onTrackingOffline((event) => console.error(`marginlab: ${event.message}`));
+// ... and so is the line that says the project's MLflow server is starting (about 6 s, otherwise silent).
+onServerStart((event) => console.error(`marginlab: ${event.message}`));
 interface Command {
   summary: string;
   run(args: string[]): Promise<number>;

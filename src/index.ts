@@ -112,7 +112,7 @@ export {
   train,
 } from "./train/trainer";
 
-// --- experiments and notebooks (src/notebook/display.ts, src/plots/inline.ts; ablations live in experiments/) ---
+// --- experiments and notebooks (src/notebook/display.ts; ablations live in experiments/) ---
 export { LiveProgress, showFigure, showHtml, showMarkdown, showTable } from "./notebook/display";
 export { type ProgressView, TextProgress } from "./progress";
 export type { CompareOptions, CompareTarget, ComparedRun, Comparison, ConfigSummary } from "./notebook/compare";

@@ -18,6 +18,7 @@ export async function runCell(
   name: string,
   source: string,
   env: Record<string, string>,
+  cellTimeoutSeconds = 120,
 ): Promise<ExecutedNotebook & { notebook: string }> {
   const dir = path.join(root, "test", `.tmp-${name}-${process.pid}`);
   mkdirSync(dir, { recursive: true });
@@ -37,7 +38,7 @@ export async function runCell(
   writeKernelSpec(jupyterPath);
   const executed = await executeNotebook(notebook, {
     env: { ...env, JUPYTER_PATH: jupyterPath },
-    cellTimeoutSeconds: 120,
+    cellTimeoutSeconds,
   });
   return { ...executed, notebook };
 }

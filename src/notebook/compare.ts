@@ -260,8 +260,8 @@ export async function compareRuns(target: CompareTarget, options: CompareOptions
   }
 }
 
-/** Shows a comparison's table and figure in a notebook; false (and nothing shown) outside one. */
-export function showComparison(comparison: Comparison, options: { title?: string } = {}): boolean {
+/** Shows a comparison's table and figure in a notebook (await it); false (and nothing shown) outside one. */
+export async function showComparison(comparison: Comparison, options: { title?: string } = {}): Promise<boolean> {
   const shown = showTable(comparison.table, options.title);
-  return showFigure(comparison.figure) && shown;
+  return (await showFigure(comparison.figure)) && shown;
 }

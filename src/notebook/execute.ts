@@ -52,6 +52,44 @@ function jupyterExecutable(env: NodeJS.ProcessEnv): string {
   return existsSync(local) ? local : "jupyter";
 }
 
+/** Runs `jupyter <args>` from `cwd`; the exit code and the combined output. */
+function runJupyter(args: string[], cwd: string, env: NodeJS.ProcessEnv): Promise<{ code: number; log: string }> {
+  return new Promise((resolve) => {
+    const child = spawn(jupyterExecutable(env), args, { cwd, env, stdio: ["ignore", "pipe", "pipe"] });
+    let log = "";
+    child.stdout.on("data", (chunk) => {
+      log += chunk;
+    });
+    child.stderr.on("data", (chunk) => {
+      log += chunk;
+    });
+    child.on("error", (error) => resolve({ code: -1, log: `${log}\n${error.message}` }));
+    child.on("close", (code) => resolve({ code: code ?? -1, log }));
+  });
+}
+
+/** Exports an (executed) notebook to a standalone HTML page with nbconvert; returns its path. */
+export async function exportNotebookHtml(notebookPath: string, outputPath: string): Promise<string> {
+  const source = path.resolve(notebookPath);
+  const target = path.resolve(outputPath);
+  const args = [
+    "nbconvert",
+    "--to",
+    "html",
+    "--output-dir",
+    path.dirname(target),
+    "--output",
+    path.basename(target),
+    source,
+  ];
+  const { code, log } = await runJupyter(args, path.dirname(source), process.env);
+  if (code !== 0 || !existsSync(target))
+    throw new NotebookError(
+      `nbconvert --to html ${path.basename(source)} failed:\n${log.trim().split("\n").slice(-20).join("\n")}`,
+    );
+  return target;
+}
+
 export async function executeNotebook(notebookPath: string, options: ExecuteOptions = {}): Promise<ExecutedNotebook> {
   const source = path.resolve(notebookPath);
   if (!existsSync(source)) throw new NotebookError(`notebook not found: ${source}`);
@@ -74,23 +112,8 @@ export async function executeNotebook(notebookPath: string, options: ExecuteOpti
     source,
   ];
   const started = Date.now();
-  const { code, log } = await new Promise<{ code: number; log: string }>((resolve) => {
-    // The kernel starts in the notebook's folder, so its relative imports of src/ resolve.
-    const child = spawn(jupyterExecutable(env), args, {
-      cwd: path.dirname(source),
-      env,
-      stdio: ["ignore", "pipe", "pipe"],
-    });
-    let log = "";
-    child.stdout.on("data", (chunk) => {
-      log += chunk;
-    });
-    child.stderr.on("data", (chunk) => {
-      log += chunk;
-    });
-    child.on("error", (error) => resolve({ code: -1, log: `${log}\n${error.message}` }));
-    child.on("close", (code) => resolve({ code: code ?? -1, log }));
-  });
+  // The kernel starts in the notebook's folder, so its relative imports of src/ resolve.
+  const { code, log } = await runJupyter(args, path.dirname(source), env);
   const seconds = (Date.now() - started) / 1000;
   if (code !== 0) {
     // nbclient's message holds the failing cell's source and its stderr (tslab's only error trace).

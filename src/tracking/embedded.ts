@@ -35,6 +35,21 @@ export type ServerStoreOptions = Pick<
   "backendStoreUri" | "artifactsDestination" | "workers" | "host" | "extraArgs" | "env"
 >;
 
+/** What is about to happen when a marginlab server is started (it takes seconds; the CLI says so). */
+export interface ServerStartEvent {
+  dir: string;
+  port: number;
+  message: string;
+}
+
+const startListeners = new Set<(event: ServerStartEvent) => void>();
+
+/** Calls `listener` each time this process starts an embedded or team server. Returns an unsubscribe. */
+export function onServerStart(listener: (event: ServerStartEvent) => void): () => void {
+  startListeners.add(listener);
+  return () => startListeners.delete(listener);
+}
+
 export function embeddedDir(root: string = projectRoot): string {
   return path.join(root, ".marginlab", "mlflow");
 }
@@ -137,10 +152,17 @@ export async function ensureEmbeddedServer(
     const previous = recordedInfo(dir);
     if (!port && previous?.port && (await portFree(previous.port))) port = previous.port;
     const store = options.server ?? {};
+    port ||= await freePort();
+    const event = {
+      dir,
+      port,
+      message: `starting the MLflow server on port ${port} (data in ${path.relative(process.cwd(), dir) || dir}; about 6 s) ...`,
+    };
+    for (const listener of startListeners) listener(event);
     const server = await startMlflowServer({
       ...store,
       dir,
-      port: port || (await freePort()),
+      port,
       detach: true,
       startTimeoutMs: options.startTimeoutMs,
     });

@@ -520,12 +520,12 @@ export class Run {
    * Logs a Plotly figure as `<name>.html` (a few KB loading the run's one copy of plotly.js,
    * plotly/plotly-<version>.min.mjs; see src/plots/html.ts) and `<name>.png` when a
    * headless Chromium is available (else `pngSkipped` says why). `name` may include folders, e.g.
-   * "plots/loss".
+   * "plots/loss". With `imageKey` the PNG is also logged with logImage (MLflow's image grid).
    */
   async logFigure(
     figure: PlotlyFigure,
     name: string,
-    options: { png?: boolean; width?: number; height?: number } = {},
+    options: { png?: boolean; width?: number; height?: number; imageKey?: string } = {},
   ): Promise<FigureResult> {
     const base = name.replace(/\.(html|png)$/i, "");
     validateArtifactPath(base);
@@ -536,6 +536,7 @@ export class Run {
     if (options.png === false) return { html, pngSkipped: "PNG not requested" };
     const png = await figurePng(figure, { width: options.width, height: options.height });
     if ("skipped" in png) return { html, pngSkipped: png.skipped };
+    if (options.imageKey) await this.logImage(options.imageKey, png.png);
     return { html, png: this.logArtifact(png.png, `${base}.png`) };
   }
 
