@@ -797,8 +797,11 @@ export async function summarizeAblation(parentRunId: string, options: RunAblatio
 
 /** The machine's mean CPU use over a run, from its system metrics (undefined when none were sampled). */
 async function cpuUse(client: MlflowClient, runId: string): Promise<number | undefined> {
-  const history = await client.getMetricHistory(runId, "system/cpu_utilization_percentage").catch(() => []);
-  return history.length > 0 ? history.reduce((a, m) => a + m.value, 0) / history.length : undefined;
+  const history = await client.getMetricHistory(runId, "system/cpu_utilization_percentage").catch(() => undefined);
+  if (!history || history.length === 0) return undefined;
+  let sum = 0;
+  for (const m of history) sum += m.value;
+  return sum / history.length;
 }
 
 /** Formats rows as a fixed-width text table (the CLI's summary). */
