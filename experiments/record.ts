@@ -10,6 +10,7 @@ import os from "node:os";
 import path from "node:path";
 import { projectRoot } from "../src/project";
 import { gitInfo } from "../src/tracking/system-tags";
+import { decodeJson, encodeJson } from "./json";
 import { type AblationRun, type Plan, planTasks } from "./runner";
 import type { ConfigResult, ResultOf, Settings, SettingValue } from "./types";
 
@@ -55,18 +56,6 @@ export function recordPath(ablation: string, preset: string, dir = path.join(pro
 /** "<cores> x <CPU model>, <memory> GiB RAM". */
 export function machineName(): string {
   return `${os.cpus().length} x ${os.cpus()[0]?.model ?? "unknown CPU"}, ${(os.totalmem() / 2 ** 30).toFixed(1)} GiB RAM`;
-}
-
-/** JSON.stringify / JSON.parse that keep NaN and +-Infinity (a collapsed run's metrics). */
-export function encodeJson(value: unknown, indent?: number): string {
-  return JSON.stringify(
-    value,
-    (_k, v) => (typeof v === "number" && !Number.isFinite(v) ? { $number: String(v) } : v),
-    indent,
-  );
-}
-export function decodeJson(text: string): unknown {
-  return JSON.parse(text, (_k, v) => (v && typeof v === "object" && "$number" in v ? Number(v.$number) : v));
 }
 
 /** The record of a finished run (local, or rebuilt from MLflow by summarize). */

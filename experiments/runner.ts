@@ -19,7 +19,7 @@ import { type Run, type StartRunOptions, startRun } from "../src/tracking/run";
 import { TrainingError } from "../src/train/trainer";
 import { analyze, collapsedTable, configKey, verdictNotes, verdictTable } from "./analysis";
 import { checkExperimentData } from "./data-source";
-import { decodeJson, encodeJson } from "./record";
+import { decodeJson, encodeJson } from "./json";
 import { getAblation } from "./registry";
 import { checkPreset, resolveSettings } from "./settings";
 import type {

@@ -17,7 +17,8 @@
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import { decodeJson, recordPath } from "../experiments/record";
+import { decodeJson } from "../experiments/json";
+import { recordPath } from "../experiments/record";
 import { executeNotebook, exportNotebookHtml } from "../src/notebook/execute";
 import { projectRoot } from "../src/project";
 import { trackingClient } from "../src/tracking/connect";
