@@ -23,6 +23,8 @@ export { escapeHtml, type ProgressView, progressHtml };
 
 /** The mime type Plotly's own renderers (jupyterlab-plotly, VS Code, nteract) draw. */
 export const PLOTLY_MIME = "application/vnd.plotly.v1+json";
+/** The largest Plotly JSON (characters) a figure's output carries beside its PNG. */
+export const PLOTLY_JSON_LIMIT = 100_000;
 
 /** One display output: mime type -> data (strings; JSON values for +json types; binary as base64). */
 export type MimeBundle = Record<string, unknown>;
@@ -129,9 +131,12 @@ export async function figureBundle(
   const height = options.height ?? (typeof layout.height === "number" ? layout.height : 480);
   const png = await figurePng(figure, { width, height, scale: 1 });
   const bundle: MimeBundle = {
-    [PLOTLY_MIME]: { data: figure.data, layout: { ...layout, height } },
     "text/plain": `${figureTitle(figure)} (Plotly figure, ${figure.data.length} traces)`,
   };
+  const plotly = { data: figure.data, layout: { ...layout, height } };
+  // The interactive copy is an extra for viewers that render it; a large one (a ROC with thousands of
+  // points) would make the saved notebook too big to diff, and the PNG already shows it.
+  if (!("png" in png) || JSON.stringify(plotly).length <= PLOTLY_JSON_LIMIT) bundle[PLOTLY_MIME] = plotly;
   if ("png" in png) bundle["image/png"] = png.png.toString("base64");
   else bundle["text/markdown"] = figureMarkdown(figure);
   return bundle;
