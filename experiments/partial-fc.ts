@@ -647,6 +647,24 @@ const shared = {
   equivalence: 0.02,
 };
 
+const FULL = {
+  ...shared,
+  seeds: 3,
+  rates: [1, 0.5, 0.2, 0.1],
+  flipRates: [1, 0.1],
+  splitRates: [1, 0.3],
+  flipFilterRate: 0.1,
+  splitFilterRate: 0.3,
+  filters: [0.2, 0.3, 0.4],
+  trainIds: 1000,
+  testIds: 200,
+  imagesPerIdentity: 5,
+  backbone: "iresnet-small",
+  embeddingDim: 64,
+  steps: 350,
+  comparisonFar: 0.01,
+};
+
 export const partialFc: Ablation<PartialFCConfig> = {
   name: "partial-fc",
   title: "Partial FC: sampling rate vs accuracy and robustness to label noise and split identities",
@@ -672,33 +690,11 @@ export const partialFc: Ablation<PartialFCConfig> = {
       lr: 0.05,
       comparisonFar: 0.01,
     },
-    full: {
-      ...shared,
-      seeds: 3,
-      rates: [1, 0.5, 0.2, 0.1],
-      flipRates: [1, 0.1],
-      splitRates: [1, 0.3],
-      flipFilterRate: 0.1,
-      splitFilterRate: 0.3,
-      filters: [0.2, 0.3, 0.4],
-      trainIds: 1000,
-      testIds: 200,
-      imagesPerIdentity: 5,
-      backbone: "iresnet-small",
-      embeddingDim: 64,
-      steps: 350,
-      comparisonFar: 0.01,
-    },
+    full: FULL,
     // sized like the CASIA-WebFace runs of the other presets (papers.md 3.1); the paper's own sets (MS1MV2,
     // Glint360K, WebFace12M, papers.md 4.2-4.4) are far larger. It cannot run yet: see realDataUnsupported
     paper: {
-      ...shared,
-      seeds: 3,
-      rates: [1, 0.5, 0.2, 0.1],
-      flipRates: [1, 0.1],
-      splitRates: [1, 0.3],
-      flipFilterRate: 0.1,
-      splitFilterRate: 0.3,
+      ...FULL,
       // InsightFace's threshold is for D = 512, this preset's D
       filters: [0.4],
       trainIds: 10572,
