@@ -226,7 +226,10 @@ export function aggregateMetrics(stats: Analysis["configs"][number]): Record<str
 /** Tags the layout is searched by: the run's role and, below the parent, the parent's id. */
 const ROLE = "marginlab.role";
 const ABLATION_RUN = "marginlab.ablationRun";
-/** The 1-minute load average when a local run started and ended (the conditions of its wall time). */
+/**
+ * The 1-minute load average when a run started and ended (the conditions of its wall time): on a local
+ * run's parent, and on every task run, from which summarize takes a planned (--jobs, cluster) run's.
+ */
 const LOAD_START = "marginlab.load.start";
 const LOAD_END = "marginlab.load.end";
 /** On a FAILED or KILLED task run that a retry replaced: the replacement's id. */
@@ -317,6 +320,7 @@ async function recordTask(run: Run, task: Task, r: ResultOf): Promise<void> {
     final.convergence_last10pct_improvement = convergenceCheck(r.result.lossHistory).relativeImprovement;
   run.logMetrics(finiteOnly(final), 0);
   if (r.result.collapse?.collapsed) run.setTag("marginlab.collapsed", r.result.collapse.reasons.join(","));
+  run.setTags({ [LOAD_END]: os.loadavg()[0].toFixed(2) });
   run.logArtifact(Buffer.from(encodeResult(task, r)), TASK_RESULT_ARTIFACT);
   await run.end("FINISHED");
 }
@@ -420,6 +424,7 @@ async function runAndRecord(
   emit: Parameters<typeof runTaskWithProgress>[4],
 ): Promise<ResultOf> {
   let r: ResultOf;
+  run?.setTags({ [LOAD_START]: os.loadavg()[0].toFixed(2) });
   try {
     r = await runTaskWithProgress(ablation, plan, task, run, emit);
     checkNoCollision(
@@ -769,18 +774,13 @@ export async function summarizeAblation(parentRunId: string, options: RunAblatio
   const written = await writeSummary(ablation, plan, parent, children, s, wallSeconds);
   const end = await parent.end("FINISHED", { timeoutMs: (options.flushTimeoutSeconds ?? 60) * 1000 });
   for (const e of end.errors) written.warnings.push(e.message);
-  const loadTag = (k: string) => (tagOf(p.parent, k) === undefined ? undefined : Number(tagOf(p.parent, k)));
   return {
     name: ablation.name,
     preset: plan.preset,
     set: JSON.parse(tagOf(p.parent, "marginlab.set") ?? "{}"),
     settings: plan.settings,
     started: new Date(startTime).toISOString(),
-    load: {
-      start: loadTag(LOAD_START),
-      end: loadTag(LOAD_END),
-      cpuUtilizationPercent: await cpuUse(client, parentRunId),
-    },
+    load: { ...loadOf(p.parent, taskRuns), cpuUtilizationPercent: await cpuUse(client, parentRunId) },
     commit: tagOf(p.parent, "mlflow.source.git.commit"),
     dirty: tagOf(p.parent, "mlflow.source.git.dirty") === "true",
     ...s,
@@ -793,6 +793,21 @@ export async function summarizeAblation(parentRunId: string, options: RunAblatio
     pending: end.pending,
     warnings: written.warnings,
   };
+}
+
+/**
+ * The load a run's wall time was measured under: the parent's own tags (a local run), else the load when
+ * the first task started and when the last one ended (a planned run's tasks tag their own).
+ */
+function loadOf(parent: MlflowRun, taskRuns: MlflowRun[]): { start?: number; end?: number } {
+  const tag = (r: MlflowRun | undefined, k: string) => {
+    const v = r && tagOf(r, k);
+    return v === undefined ? undefined : Number(v);
+  };
+  if (tag(parent, LOAD_START) !== undefined) return { start: tag(parent, LOAD_START), end: tag(parent, LOAD_END) };
+  const first = earliest(taskRuns);
+  const last = [...taskRuns].sort((a, b) => (b.info.end_time ?? 0) - (a.info.end_time ?? 0))[0];
+  return { start: tag(first, LOAD_START), end: tag(last, LOAD_END) };
 }
 
 /** The machine's mean CPU use over a run, from its system metrics (undefined when none were sampled). */

@@ -19,18 +19,11 @@ import {
 import { projectRoot } from "../src/project";
 import { MlflowClient } from "../src/tracking/client";
 import type { MlflowServer } from "../src/tracking/server";
+import { CUT_ALPHA_BOUND_TEXT, cutAlphaBoundArgs } from "./ablation-helpers";
 import { python, removeTempDirs, runProcess, startServer, tempDir } from "./tracking-helpers";
 
-// alpha-bound's smoke preset cut to 5 configurations x 2 seeds (a few seconds of training)
-const SET = {
-  freeClasses: "10",
-  freeAlphas: "1,16",
-  trainAlphas: "2,16",
-  unitWAlphas: "1",
-  steps: "10",
-  freeSteps: "20",
-};
-const setArgs = Object.entries(SET).flatMap(([k, v]) => ["--set", `${k}=${v}`]);
+const SET = CUT_ALPHA_BOUND_TEXT;
+const setArgs = cutAlphaBoundArgs();
 
 let server: MlflowServer & { dir: string };
 let journalDir: string;
@@ -233,6 +226,12 @@ test("--plan --json, and --jobs 2 (worker processes) gives the local run's table
   const parentId = /parent ([0-9a-f]{32})/.exec(r.err)?.[1] as string;
   const summarized = await summarizeAblation(parentId, opts());
   assert.equal(outcome(summarized), outcome(local));
+  // the planned parent has no load of its own: it is the first task's start and the last one's end
+  const { start, end } = summarized.load;
+  assert.ok(
+    typeof start === "number" && start >= 0 && typeof end === "number" && end >= 0,
+    JSON.stringify(summarized.load),
+  );
 });
 
 test.run();
