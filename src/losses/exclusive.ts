@@ -309,21 +309,6 @@ export function exclusiveStochastic(
   const keep: number[] = [];
   for (let i = 0; i < cls.length; i++) if (partner[i] >= 0) keep.push(i);
   if (keep.length === 0) return tf.tidy(() => tf.mul(tf.sum(weight), 0) as Scalar);
-  return tf.tidy(() => {
-    const a = tf.gather(
-      weight,
-      tf.tensor1d(
-        keep.map((i) => cls[i]),
-        "int32",
-      ),
-    ) as Tensor2D;
-    const b = tf.gather(
-      weight,
-      tf.tensor1d(
-        keep.map((i) => partner[i]),
-        "int32",
-      ),
-    ) as Tensor2D;
-    return meanPairCosine(a, b);
-  });
+  const rows = (ids: number[]) => tf.gather(weight, tf.tensor1d(ids, "int32")) as Tensor2D;
+  return tf.tidy(() => meanPairCosine(rows(keep.map((i) => cls[i])), rows(keep.map((i) => partner[i]))));
 }

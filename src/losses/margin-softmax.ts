@@ -107,44 +107,19 @@ export function marginSoftmaxCrossEntropy(
   target: TargetTransform | null,
   options: MarginSoftmaxOptions = {},
 ): Scalar {
-  const clipTarget = options.clipTarget ?? true;
-  const b = x.shape[0];
-  const scaleIsTensor = typeof scale !== "number";
+  const identity = target === null && options.clipTarget === false && scale === 1; // raw logits (softmax)
+  return meanCrossEntropy(identity ? x : marginLogits(x, labels, scale, target, options), labels);
+}
+
+/** Mean of softmaxCrossEntropyRows, differentiable: dZ = (p - onehot) / B, from the kernel's own backprop. */
+function meanCrossEntropy(z: Tensor2D, labels: Tensor1D): Scalar {
+  const b = z.shape[0];
   const fn = tf.customGrad((...args: (Tensor | GradSaveFunc)[]) => {
-    const xIn = args[0] as Tensor2D;
-    const sIn = scaleIsTensor ? (args[1] as Tensor) : (scale as number);
-    const save = args[args.length - 1] as GradSaveFunc;
-    const { idx, slope, modified } = withTarget(xIn, labels, target, clipTarget);
-    const { col } = scaleShapes(sIn, b);
-    const z = col === 1 ? modified : (tf.mul(modified, col) as Tensor2D);
-    const [rows, backprop] = softmaxCrossEntropyRows(z, labels);
-    const value = tf.mean(rows) as Scalar;
-    const toSave: Tensor[] = [backprop, idx, slope ?? tf.ones([b])];
-    if (scaleIsTensor) toSave.push(modified, sIn as Tensor);
-    save(toSave);
-    return {
-      value,
-      gradFunc: (dy: Scalar, saved: Tensor[]) => {
-        const [bp, idxS, slopeS] = saved as [Tensor2D, Tensor2D, Tensor1D];
-        const sS = scaleIsTensor ? saved[4] : (scale as number);
-        const g = tf.div(dy, b);
-        const sh = scaleShapes(sS, b);
-        // dz = g (p - onehot); dX = s dz, the target entry times the margin's slope
-        const dz = tf.mul(bp, g);
-        let dX = sh.col === 1 ? dz : tf.mul(dz, sh.col);
-        if (target) {
-          const dT = tf.mul(tf.gatherND(dX, idxS), slopeS);
-          dX = tf.tensorScatterUpdate(dX, idxS, dT);
-        }
-        if (!scaleIsTensor) return [dX as Tensor2D];
-        const [, , , modS, sVal] = saved;
-        const dsRows = tf.sum(tf.mul(dz, modS), 1);
-        const dS = sVal.rank === 0 ? tf.sum(dsRows) : tf.reshape(dsRows, sVal.shape);
-        return [dX as Tensor2D, dS];
-      },
-    };
+    const [rows, backprop] = softmaxCrossEntropyRows(args[0] as Tensor2D, labels);
+    (args[1] as GradSaveFunc)([backprop]);
+    return { value: tf.mean(rows) as Scalar, gradFunc: (dy: Scalar, [bp]: Tensor[]) => [tf.mul(bp, tf.div(dy, b))] };
   });
-  return (scaleIsTensor ? fn(x, scale as Tensor) : fn(x)) as Scalar;
+  return fn(z) as Scalar;
 }
 
 /**
