@@ -12,16 +12,9 @@ import { type AblationRecord, RecordError, readRecord, recordOfRun, writeRecord 
 import { type AblationRun, runAblation } from "../experiments/runner";
 import { readRecords, regenerateAblations } from "../scripts/ablation-tables";
 import { projectRoot } from "../src/project";
+import { CUT_ALPHA_BOUND, cutAlphaBoundArgs } from "./ablation-helpers";
 
-// alpha-bound's smoke preset cut to a few seconds of training
-const SET = {
-  freeClasses: [10],
-  freeAlphas: [1, 16],
-  trainAlphas: [2, 16],
-  unitWAlphas: [1],
-  steps: 10,
-  freeSteps: 20,
-};
+const SET = CUT_ALPHA_BOUND;
 const dir = mkdtempSync(path.join(tmpdir(), "marginlab-record-"));
 let run: AblationRun;
 
@@ -132,7 +125,7 @@ test("the docs' ablation tables are generated from the records, with the verdict
 
 test("`ablate --record PATH` writes the record; a smoke run writes none by default", async () => {
   const file = path.join(dir, "cli.json");
-  const setArgs = Object.entries(SET).flatMap(([k, v]) => ["--set", `${k}=${Array.isArray(v) ? v.join(",") : v}`]);
+  const setArgs = cutAlphaBoundArgs();
   const cli = (args: string[]) =>
     new Promise<{ code: number; out: string }>((resolve) => {
       const child = spawn(process.execPath, [path.join(projectRoot, "bin", "marginlab.cjs"), ...args], {

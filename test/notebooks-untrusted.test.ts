@@ -13,18 +13,11 @@ import { type NotebookOutput, textOf } from "../src/notebook/execute";
 import { chromiumUnavailable } from "../src/plots/html";
 import { MlflowClient } from "../src/tracking/client";
 import type { MlflowServer } from "../src/tracking/server";
+import { CUT_ALPHA_BOUND } from "./ablation-helpers";
 import { removeTempDirs, startServer, tempDir } from "./tracking-helpers";
 import { removeNotebookDirs, runCell } from "./workflow-helpers";
 
-// alpha-bound's smoke preset cut to a few seconds of training (as test/experiments-record.test.ts)
-const SET = {
-  freeClasses: [10],
-  freeAlphas: [1, 16],
-  trainAlphas: [2, 16],
-  unitWAlphas: [1],
-  steps: 10,
-  freeSteps: 20,
-};
+const SET = CUT_ALPHA_BOUND;
 
 /**
  * What JupyterLab shows for an untrusted output: the first mime type, by renderer rank, whose
