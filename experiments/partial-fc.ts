@@ -15,20 +15,23 @@
  *   `filter-thresholds` table), and every run measures on its own training images how many noisy
  *   images the filter would catch (cosine to their identity's other label above t) and how many clean
  *   negatives it would wrongly zero.
+ * With --data / --eval (experiments/data-source.ts) the user's labels are flipped or split the same way and
+ * the verdicts are on the .bin sets' mean accuracy.
  * Per run: the per-step cost (active classes, logits memory, head-step and step time: the paper's
  * memory/speed point), but the verdicts are about held-out accuracy.
  */
 
 import type { Backbone } from "../src/backbones/backbone";
 import { tf } from "../src/backend";
-import type { Dataset } from "../src/data/dataset";
-import { hashInts, Rng } from "../src/data/rng";
+import { type Dataset, subset } from "../src/data/dataset";
+import { hashInts, permutation, Rng } from "../src/data/rng";
 import { embedDataset } from "../src/eval/embed";
 import { CosFace } from "../src/losses/cosface";
 import { PartialFC } from "../src/losses/partial-fc";
 import { train } from "../src/train/trainer";
 import { formatStatistic, statisticsTable } from "./analysis";
-import { evaluateHeldOut, makeBackbone, protocolSchedule, round, syntheticSplitFromSettings } from "./common";
+import { makeBackbone, protocolSchedule, round } from "./common";
+import { describeRealData, evaluateVerification, experimentData, TRAIN_SAMPLE } from "./data-source";
 import { ciErrorBars, means, metricBars, rocFigure } from "./figures";
 import { numberSetting, numbersSetting, stringsSetting } from "./settings";
 // the protocol's pieces subcenter wrote first (noise among training identities, the comparison FAR)
@@ -44,6 +47,8 @@ import type {
   Settings,
   Summary,
 } from "./types";
+
+type Tensor2D = import("@tensorflow/tfjs-node").Tensor2D;
 
 export const PFC_VARIANTS = ["clean", "flip", "split"] as const;
 export type PfcVariant = (typeof PFC_VARIANTS)[number];
@@ -180,63 +185,81 @@ const mean = (v: number[]) => (v.length ? v.reduce((a, b) => a + b, 0) / v.lengt
 
 const thresholdKey = (t: number) => String(t).replace(".", "p");
 
+/** Rows of unit-normalised X W^T ([N, C]) in blocks of `rows`, so that N x C never exists at once. */
+function* cosineBlocks(emb: Float32Array[], w: Tensor2D, rows = 1024): Generator<{ start: number; c: Float32Array }> {
+  const D = w.shape[1];
+  const wn = tf.tidy(() => tf.div(w, tf.maximum(tf.norm(w, "euclidean", 1, true), 1e-12)) as Tensor2D);
+  try {
+    for (let start = 0; start < emb.length; start += rows) {
+      const n = Math.min(rows, emb.length - start);
+      const flat = new Float32Array(n * D);
+      for (let i = 0; i < n; i++) flat.set(emb[start + i], i * D);
+      const cos = tf.tidy(() => {
+        const x = tf.tensor2d(flat, [n, D]);
+        return tf.matMul(tf.div(x, tf.maximum(tf.norm(x, "euclidean", 1, true), 1e-12)), wn, false, true);
+      });
+      const c = cos.dataSync() as Float32Array;
+      cos.dispose();
+      yield { start, c };
+    }
+  } finally {
+    wn.dispose();
+  }
+}
+
 /**
  * What a filter at each threshold would do on the training images, from the trained model: the
  * fraction of noisy images whose cosine to their identity's other label (the conflicting centre) is
  * above t (caught), and the fraction of the clean images' negative cosines above t (wrongly zeroed).
+ * On at most TRAIN_SAMPLE images (a seeded sample of the user's training set; all synthetic ones).
  */
 async function filterDiagnostics(
   backbone: Backbone,
   pfc: PartialFC,
-  ds: Dataset,
-  other: Int32Array,
+  all: Dataset,
+  allOther: Int32Array,
   thresholds: number[],
 ): Promise<Record<string, number>> {
+  const picked =
+    all.size <= TRAIN_SAMPLE
+      ? null
+      : Array.from(permutation(all.size, 0xf11c).subarray(0, TRAIN_SAMPLE)).sort((a, b) => a - b);
+  const ds = picked ? subset(all, picked) : all;
+  const other = picked ? Int32Array.from(picked, (i) => allOther[i]) : allOther;
   const emb = await embedDataset(backbone, ds, { batchSize: 256 });
   const N = emb.single.length;
-  const D = pfc.embeddingDim;
   const C = pfc.numClasses;
-  const flat = new Float32Array(N * D);
-  emb.single.forEach((e, i) => {
-    flat.set(e, i * D);
-  });
-  const cos = tf.tidy(() => {
-    const x = tf.tensor2d(flat, [N, D]);
-    const w = tf.tensor2d(pfc.weightValues(), [C, D]);
-    const xn = tf.div(x, tf.maximum(tf.norm(x, "euclidean", 1, true), 1e-12));
-    const wn = tf.div(w, tf.maximum(tf.norm(w, "euclidean", 1, true), 1e-12));
-    return tf.matMul(xn, wn, false, true);
-  });
-  const c = cos.dataSync() as Float32Array;
-  cos.dispose();
+  const w = tf.tensor2d(pfc.weightValues(), [C, pfc.embeddingDim]);
   const conflict: number[] = [];
   const nearest: number[] = [];
   const caught = new Array<number>(thresholds.length).fill(0);
   const zeroed = new Array<number>(thresholds.length).fill(0);
   let negatives = 0;
-  for (let i = 0; i < N; i++) {
-    const row = i * C;
-    if (other[i] >= 0) {
-      const v = c[row + other[i]];
-      conflict.push(v);
-      thresholds.forEach((t, k) => {
-        if (v > t) caught[k]++;
-      });
-      continue;
+  for (const { start, c } of cosineBlocks(emb.single, w))
+    for (let i = start; i < Math.min(N, start + c.length / C); i++) {
+      const row = (i - start) * C;
+      if (other[i] >= 0) {
+        const v = c[row + other[i]];
+        conflict.push(v);
+        thresholds.forEach((t, k) => {
+          if (v > t) caught[k]++;
+        });
+        continue;
+      }
+      const own = ds.labels[i];
+      let best = -1;
+      for (let j = 0; j < C; j++) {
+        if (j === own) continue;
+        negatives++;
+        const v = c[row + j];
+        if (v > best) best = v;
+        thresholds.forEach((t, k) => {
+          if (v > t) zeroed[k]++;
+        });
+      }
+      nearest.push(best);
     }
-    const own = ds.labels[i];
-    let best = -1;
-    for (let j = 0; j < C; j++) {
-      if (j === own) continue;
-      negatives++;
-      const v = c[row + j];
-      if (v > best) best = v;
-      thresholds.forEach((t, k) => {
-        if (v > t) zeroed[k]++;
-      });
-    }
-    nearest.push(best);
-  }
+  w.dispose();
   nearest.sort((a, b) => a - b);
   const out: Record<string, number> = {
     // each clean image's nearest other centre: what a threshold must clear on this model
@@ -301,16 +324,16 @@ async function fitPartialFC(backbone: Backbone, pfc: PartialFC, data: Dataset, s
 
 async function runConfig(config: PartialFCConfig, ctx: RunContext): Promise<ConfigResult> {
   const s = ctx.settings;
-  const size = numberSetting(s, "imageSize");
   const D = numberSetting(s, "embeddingDim");
   const B = numberSetting(s, "batchSize");
   const dataSeed = numberSetting(s, "dataSeed");
-  // the same identities and the same noisy labels for every seed, rate and filter (arms paired on the data)
-  const data = await syntheticSplitFromSettings(s, dataSeed, { degradedFraction: 0 });
+  // the same identities and the same noisy labels for every seed, rate and filter (arms paired on the
+  // data); with --data the user's labels are flipped or split the same way
+  const data = await experimentData(s, dataSeed, { degradedFraction: 0 });
   const noisy = noisyLabels(config.variant, data.train, s, dataSeed);
   const trainSet = relabelled(data.train, noisy, config.variant);
   const C = noisy.numClasses;
-  const backbone = makeBackbone(String(s.backbone), D, ctx.seed, [size, size, 1]);
+  const backbone = makeBackbone(String(s.backbone), D, ctx.seed, data.inputShape);
   const head = new CosFace({
     numClasses: C,
     embeddingDim: D,
@@ -328,7 +351,7 @@ async function runConfig(config: PartialFCConfig, ctx: RunContext): Promise<Conf
   });
   try {
     const fitted = await fitPartialFC(backbone, pfc, trainSet, s, ctx);
-    const held = await evaluateHeldOut(backbone, data.test, {
+    const held = await evaluateVerification(backbone, data.test, {
       losses: fitted.lossHistory.map((h) => h.loss),
       seed: ctx.seed,
     });
@@ -351,7 +374,7 @@ async function runConfig(config: PartialFCConfig, ctx: RunContext): Promise<Conf
       },
       lossHistory: fitted.lossHistory,
       collapse: held.collapse,
-      extra: { roc: held.verification.roc, notes: held.notes },
+      extra: { roc: held.roc, notes: held.notes },
     };
   } finally {
     pfc.dispose();
@@ -627,6 +650,9 @@ function summarize(results: Array<ResultOf<PartialFCConfig>>, s: Settings, analy
     );
   }
   notes.push(
+    `Data: ${describeRealData(s) ?? `${numberSetting(s, "trainIds")} training and ${numberSetting(s, "testIds")} held-out synthetic identities`}, ${s.backbone}, D = ${D}.`,
+  );
+  notes.push(
     "Training losses are not comparable across r or the filter (fewer or zeroed negatives give a smaller loss); the convergence check compares each run with itself.",
   );
   for (const n of new Set(results.flatMap((r) => (r.result.extra?.notes ?? []) as string[]))) notes.push(n);
@@ -692,7 +718,7 @@ export const partialFc: Ablation<PartialFCConfig> = {
     },
     full: FULL,
     // sized like the CASIA-WebFace runs of the other presets (papers.md 3.1); the paper's own sets (MS1MV2,
-    // Glint360K, WebFace12M, papers.md 4.2-4.4) are far larger. It cannot run yet: see realDataUnsupported
+    // Glint360K, WebFace12M, papers.md 4.2-4.4) are far larger; it needs --data and --eval
     paper: {
       ...FULL,
       // InsightFace's threshold is for D = 512, this preset's D
@@ -710,8 +736,6 @@ export const partialFc: Ablation<PartialFCConfig> = {
       comparisonFar: 0.0001,
     },
   },
-  realDataUnsupported:
-    "its label variants are rendered into the synthetic identities and it verifies generated pairs of them; it takes --data once it loads through experimentData and scores through evaluateVerification (experiments/data-source.ts).",
   describe: {
     seed: "first seed (initialisation, data order and sampling derive from the seed alone)",
     seeds: "seeds per configuration (paired across arms)",
@@ -727,7 +751,7 @@ export const partialFc: Ablation<PartialFCConfig> = {
       "inter-class filter thresholds swept (non-target cosines above t count as 0; InsightFace's 0.4 is for D = 512; see the filter-thresholds table for this D)",
     flip: "fraction of each training identity's images relabelled to another training identity",
     split: "fraction of training identities split into two labels (every second image)",
-    trainIds: "synthetic training identities (C before splits)",
+    trainIds: "training identities (C before splits; with --data: the data set's count)",
     testIds: "held-out identities (verification on all their pairs)",
     imagesPerIdentity: "images per identity",
     imageSize: "image side in pixels",

@@ -272,6 +272,34 @@ test("marginlab ablate subcenter --data --eval: real labels flipped among the tr
   assert.match(r.out, /drop_precision/);
 });
 
+test("marginlab ablate partial-fc --data --eval: the user's labels flipped and split, filter diagnostics on them", async () => {
+  const r = await cli([
+    "partial-fc",
+    "--no-track",
+    "--data",
+    prefix,
+    "--eval",
+    `${lfw},${cfp}`,
+    ...[
+      "--set",
+      `trainIds=${TRAIN_IDS}`,
+      "--set",
+      "variants=clean,split",
+      "--set",
+      "split=0.5",
+      "--set",
+      "filters=0.3",
+    ],
+    ...["--set", "steps=8", "--set", "batchSize=12", "--set", "seeds=2"],
+  ]);
+  assert.is(r.code, 0, r.err.slice(-2000));
+  assert.match(r.out, "mean/acc");
+  assert.match(r.out, `Data: ${TRAIN_IDS} training identities of ${prefix}, verified on the pairs of lfw, cfp_fp`);
+  assert.match(r.out, /On each model.s own training images/);
+  assert.match(r.out, /noisy_caught_0p3/);
+  assert.match(r.out, /split-r0\.3-filter0\.3-vs-nofilter/);
+});
+
 test("bad input: exit 2 before any run, naming the file, the offset or setting, and what is allowed", async () => {
   const eval2 = `${lfw},${cfp}`;
   const ids = ["--set", `trainIds=${TRAIN_IDS}`];
