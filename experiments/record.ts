@@ -143,16 +143,18 @@ export function readRecord(file: string): { record: AblationRecord; plan: Plan; 
   return { record, plan, results };
 }
 
+/** The conditions of a record's wall time: "load average 0.4 -> 2.1" (1-minute, at the start and the end). */
+export function loadText(r: AblationRecord): string {
+  if (r.load.start !== undefined && r.load.end !== undefined)
+    return `load average ${r.load.start.toFixed(2)} -> ${r.load.end.toFixed(2)}`;
+  if (r.load.cpuUtilizationPercent !== undefined) return `mean CPU use ${r.load.cpuUtilizationPercent.toFixed(0)} %`;
+  return "load not recorded";
+}
+
 /** "2026-12-02, 2 x Intel Xeon ..., load 1.2-1.9, commit 449d1f8, 20.5 min": the provenance line. */
 export function provenanceLine(r: AblationRecord): string {
-  const load =
-    r.load.start !== undefined && r.load.end !== undefined
-      ? `load average ${r.load.start.toFixed(2)} at the start, ${r.load.end.toFixed(2)} at the end`
-      : r.load.cpuUtilizationPercent !== undefined
-        ? `mean CPU use ${r.load.cpuUtilizationPercent.toFixed(0)} %`
-        : "load not recorded";
   const commit = r.commit
     ? `commit ${r.commit.slice(0, 7)}${r.dirty ? " (with uncommitted changes)" : ""}`
     : "no commit";
-  return `${r.preset} preset run of ${r.started.slice(0, 10)} on ${r.machine}, ${load}, ${commit}, wall time ${(r.wallSeconds / 60).toFixed(1)} min`;
+  return `${r.preset} preset run of ${r.started.slice(0, 10)} on ${r.machine}, ${loadText(r)}, ${commit}, wall time ${(r.wallSeconds / 60).toFixed(1)} min`;
 }

@@ -11,7 +11,7 @@
  */
 import { existsSync, readdirSync } from "node:fs";
 import path from "node:path";
-import { type AblationRecord, provenanceLine, readRecord } from "../experiments/record";
+import { type AblationRecord, loadText, provenanceLine, readRecord } from "../experiments/record";
 import { getAblation } from "../experiments/registry";
 import { summarizeResults } from "../experiments/runner";
 import type { Analysis } from "../experiments/types";
@@ -73,8 +73,8 @@ export function renderAblation(s: RecordSummary | undefined, name: string): stri
 /** All ablations, a line each. */
 export function renderOverview(all: RecordSummary[]): string {
   const lines = [
-    "| ablation | preset | held | not shown | contradicted | runs (collapsed) | wall time | run of | machine, load |",
-    "|---|---|---|---|---|---|---|---|---|",
+    "| ablation | preset | held | not shown | contradicted | runs (collapsed) | converged runs | wall time | run of | machine, load |",
+    "|---|---|---|---|---|---|---|---|---|---|",
   ];
   for (const { record, analysis } of all) {
     const by = (v: string) =>
@@ -83,15 +83,13 @@ export function renderOverview(all: RecordSummary[]): string {
         .map((c) => c.name)
         .join(", ") || "—";
     const collapsed = analysis.configs.reduce((n, c) => n + c.collapsed.length, 0);
-    const load =
-      provenanceLine(record)
-        .split(", ")
-        .find((p) => p.startsWith("load") || p.startsWith("mean CPU")) ?? "";
+    const converged = analysis.configs.reduce((n, c) => n + c.converged.seeds.length, 0);
+    const checked = analysis.configs.reduce((n, c) => n + c.converged.of, 0);
     lines.push(
-      `| ${record.ablation} | ${record.preset} | ${by("held")} | ${by("not shown")} | ${by("contradicted")} | ${record.tasks.length} (${collapsed}) | ${(record.wallSeconds / 60).toFixed(1)} min | ${record.started.slice(0, 10)}, commit ${record.commit?.slice(0, 7) ?? "?"} | ${record.machine}, ${load} |`,
+      `| ${record.ablation} | ${record.preset} | ${by("held")} | ${by("not shown")} | ${by("contradicted")} | ${record.tasks.length} (${collapsed}) | ${checked > 0 ? `${converged}/${checked}` : "—"} | ${(record.wallSeconds / 60).toFixed(1)} min | ${record.started.slice(0, 10)}, commit ${record.commit?.slice(0, 7) ?? "?"} | ${record.machine}, ${loadText(record)} |`,
     );
   }
-  if (all.length === 0) lines.push("| — | no records yet | | | | | | | |");
+  if (all.length === 0) lines.push("| — | no records yet | | | | | | | | |");
   return lines.join("\n");
 }
 
