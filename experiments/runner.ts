@@ -16,6 +16,7 @@ import type { MlflowClient, MlflowRun } from "../src/tracking/client";
 import { trackingClient } from "../src/tracking/connect";
 import { flattenConfig } from "../src/tracking/params";
 import { type Run, type StartRunOptions, startRun } from "../src/tracking/run";
+import { LIMITS } from "../src/tracking/validate";
 import { TrainingError } from "../src/train/trainer";
 import { analyze, collapsedTable, configKey, verdictNotes, verdictTable } from "./analysis";
 import { checkExperimentData } from "./data-source";
@@ -241,9 +242,25 @@ function commonTags(plan: Plan): Record<string, string> {
   return { "marginlab.ablation": plan.ablation, "marginlab.preset": plan.preset };
 }
 
-function describeAblation(ablation: AnyAblation, plan: Plan, notes: string[]): string {
+/** Where the parent run keeps every note in full (its description holds what fits MLflow's tag limit). */
+export const NOTES_ARTIFACT = "summary/notes.md";
+
+/**
+ * The parent's Markdown description: title, claim and the notes (verdicts first). MLflow keeps at most
+ * LIMITS.tagValueLength characters in a tag: the notes that do not fit are counted and pointed to.
+ */
+export function describeAblation(ablation: AnyAblation, plan: Plan, notes: string[]): string {
   const head = `**${ablation.title}** (${plan.preset} preset, ${plan.configs.length} configurations x ${plan.seeds.length} seeds)`;
-  return `${head}\n\n${ablation.claim}${notes.length ? `\n\n${notes.map((n) => `- ${n}`).join("\n")}` : ""}`;
+  let text = `${head}\n\n${ablation.claim}`;
+  const room = LIMITS.tagValueLength - 200; // the pointer line below
+  for (let i = 0; i < notes.length; i++) {
+    const line = `${i === 0 ? "\n\n" : "\n"}- ${notes[i]}`;
+    if (text.length + line.length > room) {
+      return `${text}\n- ... ${notes.length - i} more notes (MLflow's description limit): the artifact ${NOTES_ARTIFACT} has all of them.`;
+    }
+    text += line;
+  }
+  return text;
 }
 
 function parentOptions(
@@ -389,6 +406,7 @@ async function writeSummary(
   if (analysis.comparisons.length > 0) metrics.headline_mean_diff = analysis.comparisons[0].verdict.meanDiff;
   parent.setTags(tags);
   parent.logMetrics(finiteOnly(metrics), 0);
+  artifacts.push(parent.logArtifact(Buffer.from(summary.notes.map((n) => `- ${n}`).join("\n") + "\n"), NOTES_ARTIFACT));
   parent.setDescription(describeAblation(ablation, plan, summary.notes));
   return { artifacts, warnings, childRunIds };
 }

@@ -9,9 +9,11 @@ import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { fromRecord } from "../experiments/notebook";
 import { type AblationRecord, RecordError, readRecord, recordOfRun, writeRecord } from "../experiments/record";
-import { type AblationRun, runAblation } from "../experiments/runner";
+import { getAblation } from "../experiments/registry";
+import { type AblationRun, describeAblation, NOTES_ARTIFACT, planTasks, runAblation } from "../experiments/runner";
 import { readRecords, regenerateAblations } from "../scripts/ablation-tables";
 import { projectRoot } from "../src/project";
+import { LIMITS } from "../src/tracking/validate";
 import { CUT_ALPHA_BOUND, cutAlphaBoundArgs } from "./ablation-helpers";
 
 const SET = CUT_ALPHA_BOUND;
@@ -58,6 +60,20 @@ test("a record read back gives the same tables, notes and verdicts as the run", 
   const shown = fromRecord(file, "alpha-bound", "smoke", SET);
   assert.equal(outcome(shown.run), outcome(run));
   assert.is(shown.run.wallSeconds, run.wallSeconds);
+});
+
+test("the parent's description stays within MLflow's tag limit and points to the notes artifact", () => {
+  const ablation = getAblation("partial-fc");
+  const plan = planTasks(ablation, "smoke", {});
+  const notes = Array.from({ length: 60 }, (_, i) => `note ${i}: ${"x".repeat(180)}`);
+  const text = describeAblation(ablation, plan, notes);
+  assert.ok(text.length <= LIMITS.tagValueLength, `${text.length} characters`);
+  const kept = notes.filter((n) => text.includes(n)).length;
+  assert.ok(kept > 10 && kept < 60, `${kept} notes kept`);
+  assert.match(text, `... ${60 - kept} more notes`);
+  assert.match(text, NOTES_ARTIFACT);
+  const short = describeAblation(ablation, plan, notes.slice(0, 3));
+  assert.ok(notes.slice(0, 3).every((n) => short.includes(n)) && !short.includes("more notes"));
 });
 
 test("a record keeps NaN metrics (a diverged run) as NaN", () => {
