@@ -226,7 +226,10 @@ test("--plan --json, and --jobs 2 (worker processes) gives the local run's table
   const parentId = /parent ([0-9a-f]{32})/.exec(r.err)?.[1] as string;
   const summarized = await summarizeAblation(parentId, opts());
   assert.equal(outcome(summarized), outcome(local));
-  assert.ok(summarized.artifacts.some((a) => a.endsWith("summary/notes.md")), summarized.artifacts.join(", "));
+  assert.ok(
+    summarized.artifacts.some((a) => a.endsWith("summary/notes.md")),
+    summarized.artifacts.join(", "),
+  );
   // the planned parent has no load of its own: it is the first task's start and the last one's end
   const { start, end } = summarized.load;
   assert.ok(
