@@ -83,6 +83,12 @@ export interface ExperimentData {
 /** Images of the user's training set that training-set statistics use. */
 export const TRAIN_SAMPLE = 20_000;
 
+/** The seeded sample of at most TRAIN_SAMPLE indices of a training set, in order; null when it is small enough to use whole. */
+export function trainSampleIndices(size: number): number[] | null {
+  if (size <= TRAIN_SAMPLE) return null;
+  return Array.from(permutation(size, 0x5a4d).subarray(0, TRAIN_SAMPLE)).sort((a, b) => a - b);
+}
+
 interface OpenedRealData {
   train: Dataset;
   /** The stored [height, width] of the training images (the first image's). */
@@ -224,13 +230,8 @@ export async function experimentData(
   await checkExperimentData(s);
   const { train, sets } = await p;
   const resized = atSize(train, size);
-  const sampled =
-    train.size <= TRAIN_SAMPLE
-      ? resized
-      : subset(
-          resized,
-          Array.from(permutation(train.size, 0x5a4d).subarray(0, TRAIN_SAMPLE)).sort((a, b) => a - b),
-        );
+  const picked = trainSampleIndices(train.size);
+  const sampled = picked ? subset(resized, picked) : resized;
   return {
     train: resized,
     test: {

@@ -24,14 +24,15 @@
 import type { Backbone } from "../src/backbones/backbone";
 import { tf } from "../src/backend";
 import { type Dataset, subset } from "../src/data/dataset";
-import { hashInts, permutation, Rng } from "../src/data/rng";
+import { hashInts, Rng } from "../src/data/rng";
 import { embedDataset } from "../src/eval/embed";
 import { CosFace } from "../src/losses/cosface";
 import { PartialFC } from "../src/losses/partial-fc";
+import { normalizeRows } from "../src/losses/tensor-helpers";
 import { train } from "../src/train/trainer";
 import { formatStatistic, statisticsTable } from "./analysis";
 import { makeBackbone, protocolSchedule, round } from "./common";
-import { describeRealData, evaluateVerification, experimentData, TRAIN_SAMPLE } from "./data-source";
+import { describeRealData, evaluateVerification, experimentData, trainSampleIndices } from "./data-source";
 import { ciErrorBars, means, metricBars, rocFigure } from "./figures";
 import { numberSetting, numbersSetting, stringsSetting } from "./settings";
 // the protocol's pieces subcenter wrote first (noise among training identities, the comparison FAR)
@@ -188,16 +189,13 @@ const thresholdKey = (t: number) => String(t).replace(".", "p");
 /** Rows of unit-normalised X W^T ([N, C]) in blocks of `rows`, so that N x C never exists at once. */
 function* cosineBlocks(emb: Float32Array[], w: Tensor2D, rows = 1024): Generator<{ start: number; c: Float32Array }> {
   const D = w.shape[1];
-  const wn = tf.tidy(() => tf.div(w, tf.maximum(tf.norm(w, "euclidean", 1, true), 1e-12)) as Tensor2D);
+  const wn = normalizeRows(w);
   try {
     for (let start = 0; start < emb.length; start += rows) {
       const n = Math.min(rows, emb.length - start);
       const flat = new Float32Array(n * D);
       for (let i = 0; i < n; i++) flat.set(emb[start + i], i * D);
-      const cos = tf.tidy(() => {
-        const x = tf.tensor2d(flat, [n, D]);
-        return tf.matMul(tf.div(x, tf.maximum(tf.norm(x, "euclidean", 1, true), 1e-12)), wn, false, true);
-      });
+      const cos = tf.tidy(() => tf.matMul(normalizeRows(tf.tensor2d(flat, [n, D])), wn, false, true));
       const c = cos.dataSync() as Float32Array;
       cos.dispose();
       yield { start, c };
@@ -211,7 +209,7 @@ function* cosineBlocks(emb: Float32Array[], w: Tensor2D, rows = 1024): Generator
  * What a filter at each threshold would do on the training images, from the trained model: the
  * fraction of noisy images whose cosine to their identity's other label (the conflicting centre) is
  * above t (caught), and the fraction of the clean images' negative cosines above t (wrongly zeroed).
- * On at most TRAIN_SAMPLE images (a seeded sample of the user's training set; all synthetic ones).
+ * On the training set's sample (`trainSampleIndices`: at most 20,000 of the user's images; all synthetic ones).
  */
 async function filterDiagnostics(
   backbone: Backbone,
@@ -220,10 +218,7 @@ async function filterDiagnostics(
   allOther: Int32Array,
   thresholds: number[],
 ): Promise<Record<string, number>> {
-  const picked =
-    all.size <= TRAIN_SAMPLE
-      ? null
-      : Array.from(permutation(all.size, 0xf11c).subarray(0, TRAIN_SAMPLE)).sort((a, b) => a - b);
+  const picked = trainSampleIndices(all.size);
   const ds = picked ? subset(all, picked) : all;
   const other = picked ? Int32Array.from(picked, (i) => allOther[i]) : allOther;
   const emb = await embedDataset(backbone, ds, { batchSize: 256 });
