@@ -1,10 +1,11 @@
-// The one SGD rule (src/train/optimizers.ts sgdUpdate), which Optimizer.apply, FusedHeadStep and PartialFC
-// use, against torch.optim.SGD's trajectories (test/fixtures/sgd-torch.json, scripts/reference/sgd_torch.py);
-// Optimizer.apply on one variable and on two small ones (updated as one flat vector).
+// The one SGD rule (src/train/optimizers.ts), against torch.optim.SGD's trajectories
+// (test/fixtures/sgd-torch.json, scripts/reference/sgd_torch.py): sgdUpdate on tensors (FusedHeadStep),
+// sgdUpdateRows on the rows of a host store (PartialFC), and Optimizer.apply on one variable and on two
+// small ones (updated as one flat vector).
 import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { tf } from "../src/backend";
-import { Optimizer, sgdUpdate } from "../src/train/optimizers";
+import { Optimizer, sgdUpdate, sgdUpdateRows } from "../src/train/optimizers";
 import fixture from "./fixtures/sgd-torch.json";
 
 type Case = (typeof fixture.cases)[number];
@@ -37,6 +38,38 @@ for (const c of fixture.cases as Case[]) {
         );
     });
     tf.dispose([p, buf ?? [], rowDecay ?? []]);
+  });
+}
+
+for (const c of fixture.cases as Case[]) {
+  test(`sgdUpdateRows follows torch.optim.SGD on scattered rows of a store: ${c.name}`, () => {
+    // the case's 3 rows live at rows 4, 0, 2 of a 5-row store; rows 1 and 3 must stay as they are
+    const at = [4, 0, 2];
+    const dim = 4;
+    const store = Float32Array.from({ length: 5 * dim }, (_, i) => 100 + i);
+    const untouched = store.slice();
+    const buf = c.momentum > 0 ? new Float32Array(5 * dim) : null;
+    at.forEach((r, j) => {
+      store.set(c.p0.slice(j * dim, j * dim + dim), r * dim);
+    });
+    const rowOf = (a: Float32Array, j: number) => Array.from(a.subarray(at[j] * dim, at[j] * dim + dim));
+    c.grads.forEach((g, t) => {
+      const rule = { lr: c.lrs[t], momentum: c.momentum, weightDecay: c.weightDecay, nesterov: c.nesterov };
+      sgdUpdateRows(store, buf, at, Float32Array.from(g), dim, rule, c.rowDecay ?? undefined);
+      close(
+        at.flatMap((_, j) => rowOf(store, j)),
+        c.params[t],
+        `${c.name} step ${t} param`,
+      );
+      if (c.buffers[t] && buf)
+        close(
+          at.flatMap((_, j) => rowOf(buf, j)),
+          c.buffers[t] as number[],
+          `${c.name} step ${t} buffer`,
+        );
+    });
+    for (const r of [1, 3])
+      for (let i = 0; i < dim; i++) assert.is(store[r * dim + i], untouched[r * dim + i], `row ${r} untouched`);
   });
 }
 

@@ -6,11 +6,12 @@
  * A step composes three parts:
  * 1. ./partial-fc-sampling: every class of the batch plus a uniform random subset of the others,
  *    trunc(r C) in all, the labels re-indexed into that active set;
- * 2. ./partial-fc-rows: the host-side store of W and momentum, which hands the active rows to TensorFlow
- *    brought up to date (lazy catch-up under "dense" semantics) and takes them back;
- * 3. in TensorFlow: the fused margin kernel (./margin-kernel) on the active rows, RegularFace's stochastic
- *    exclusive term (./exclusive, when its weight is > 0) and the one SGD rule (src/train/optimizers.ts),
- *    with the normalisation's projection folded in. Rows outside the active set get exactly zero gradient.
+ * 2. ./partial-fc-rows: the host-side store of W and momentum, which hands the active rows of W to
+ *    TensorFlow brought up to date (lazy catch-up under "dense" semantics) and applies the one SGD rule
+ *    (src/train/optimizers.ts) to them in place, the normalisation's projection folded in as a per-row decay;
+ * 3. in TensorFlow, between the two: the fused margin kernel (./margin-kernel) on the active rows and
+ *    RegularFace's stochastic exclusive term (./exclusive, when its weight is > 0). Rows outside the active
+ *    set get exactly zero gradient.
  *
  * The reported loss caps each sample at -log(1e-30) when `lossCap` (InsightFace's DistCrossEntropy
  * reports -log max(p_y, 1e-30)); gradients are never capped, as there.
@@ -18,7 +19,6 @@
 import { tf } from "../backend";
 import { Rng } from "../data/rng";
 import type { HeadStep, HeadStepResult, HeadStepState } from "../train/head-step";
-import { type SgdRule, sgdUpdate } from "../train/optimizers";
 import { exclusiveStochastic } from "./exclusive";
 import type { CosineHead, Tensor1D, Tensor2D } from "./head";
 import { type CosineMargin, meanLoss, type StepGradients, stepGradients } from "./margin-kernel";
@@ -115,9 +115,8 @@ export interface PartialFCStepResult {
 interface ActiveGradients {
   loss: number;
   exclusive: number | null;
-  /** The active rows and their momentum, up to date [K, D]. */
+  /** The active rows, up to date [K, D]. */
   wa: Tensor2D;
-  ma: Tensor2D;
   /** dLoss/dW_a = grad - k W_a: `grad` is A (+ the exclusive term's gradient), `k` [K, 1] the projection. */
   grad: Tensor2D;
   k: Tensor2D;
@@ -155,8 +154,8 @@ export class PartialFC implements HeadStep {
 
   /**
    * When set to an object, each step adds its wall time per phase (ms) to it: sample, read (gather +
-   * catch-up), kernel (forward, backward, loss read back), exclusive, update (SGD), write (read back +
-   * scatter). TensorFlow ops on the CPU run as they are called, so the phases are measured op by op.
+   * catch-up), kernel (forward, backward, loss read back), exclusive, download (the active rows' gradient),
+   * update (SGD on the host rows). TensorFlow ops on the CPU run as they are called, so the phases are measured op by op.
    */
   phaseMs: Record<string, number> | null = null;
   private phaseStart = 0;
@@ -221,7 +220,7 @@ export class PartialFC implements HeadStep {
     const set = active ?? this.sample(this.checkBatch(embeddings, labels));
     const g = this.activeGradients(embeddings, set, true);
     const weightGrad = tf.tidy(() => tf.sub(g.grad, tf.mul(g.wa, g.k))).dataSync() as Float32Array;
-    tf.dispose([g.wa, g.ma, g.grad, g.k]);
+    tf.dispose([g.wa, g.grad, g.k]);
     return {
       loss: g.loss,
       exclusive: g.exclusive,
@@ -260,15 +259,14 @@ export class PartialFC implements HeadStep {
     const set = options.active ?? this.sample(this.checkBatch(embeddings, labels));
     this.mark("sample");
     const g = this.activeGradients(embeddings, set, options.embeddingGrad === true);
-    const rule: SgdRule = { lr: this.learningRate, momentum: this.momentum, weightDecay: this.weightDecay };
-    const negK = tf.neg(g.k);
-    const next = sgdUpdate(g.wa, g.grad, g.ma, rule, negK);
-    tf.dispose([g.wa, g.ma, g.grad, g.k, negK]);
+    // dLoss/dW_a = grad - k W_a: the rule's per-row decay is -k
+    const grad = g.grad.dataSync() as Float32Array;
+    const k = g.k.dataSync() as Float32Array;
+    tf.dispose([g.wa, g.grad, g.k]);
+    for (let j = 0; j < k.length; j++) k[j] = -k[j];
+    this.mark("download");
+    this.rows.update(set.index, grad, k, this.learningRate);
     this.mark("update");
-    this.rows.recordStep(this.learningRate);
-    this.rows.write(set.index, next.param as Tensor2D, next.buffer as Tensor2D);
-    tf.dispose([next.param, next.buffer as Tensor2D]);
-    this.mark("write");
     const out: PartialFCStepResult = { loss: g.loss, exclusive: g.exclusive, activeClasses: set.index.length };
     if (g.embeddingGrad) out.embeddingGrad = g.embeddingGrad;
     return out;
@@ -365,14 +363,14 @@ export class PartialFC implements HeadStep {
 
   /** The kernel on the active rows, the exclusive term, the projection; the loss rows checked before any update. */
   private activeGradients(embeddings: Tensor2D, set: ActiveSet, wantDx: boolean): ActiveGradients {
-    const { w: wa, m: ma } = this.rows.read(set.index);
+    const wa = this.rows.read(set.index);
     this.mark("read");
     const y = tf.tensor1d(set.remapped, "int32");
     let g: StepGradients;
     try {
       g = stepGradients(OWNER, embeddings, wa, y, this.margin, wantDx, "no row of W was updated");
     } catch (e) {
-      tf.dispose([wa, ma]);
+      wa.dispose();
       throw e;
     } finally {
       y.dispose();
@@ -387,7 +385,6 @@ export class PartialFC implements HeadStep {
       loss: meanLoss(lossRows, this.lossCap),
       exclusive: ex ? ex.value : null,
       wa,
-      ma,
       grad,
       k,
       embeddingGrad,

@@ -58,7 +58,8 @@ export interface SgdRule {
 
 /**
  * The one SGD rule of marginlab (torch.optim.SGD, dampening 0): d = g + wd p; buf = momentum buf + d;
- * p -= lr (nesterov ? d + momentum buf : buf). Used by Optimizer.apply, FusedHeadStep and PartialFC.
+ * p -= lr (nesterov ? d + momentum buf : buf). Used by Optimizer.apply and FusedHeadStep in TensorFlow,
+ * and by PartialFC on its host rows through `sgdUpdateRows` (the same rule, the same test fixture).
  * `rowDecay` ([rows, 1], optional) adds a per-row multiple of p to the gradient: d = g + (wd + rowDecay) p.
  * The head steps pass -k, the normalisation's projection dW = A - k W, so that the projected gradient is
  * never formed as its own [C, D] pass. `buffer` null: no momentum. Returns new tensors (caller assigns).
@@ -79,6 +80,43 @@ export function sgdUpdate(
     return [tf.sub(param, tf.mul(step, rule.lr)), nb];
   });
   return { param: out[0], buffer: out[1] ?? null };
+}
+
+/**
+ * The same rule on rows of a host-side store, in place (PartialFC's sparse rows: moving the active rows'
+ * momentum into TensorFlow and both arrays back out costs more than the arithmetic, measured in
+ * bench/pfc.ts). Row j of `grad` [K * D] (and `rowDecay[j]`, optional) belongs to row `index[j]` of
+ * `param` and `buffer` [N * D]; `buffer` null (or momentum 0): no momentum. Same order of operations
+ * as `sgdUpdate`, so both give the same float32 values up to rounding.
+ */
+export function sgdUpdateRows(
+  param: Float32Array,
+  buffer: Float32Array | null,
+  index: ArrayLike<number>,
+  grad: Float32Array,
+  dim: number,
+  rule: SgdRule,
+  rowDecay?: ArrayLike<number>,
+): void {
+  const { lr, momentum: mu, weightDecay: wd } = rule;
+  const nesterov = rule.nesterov === true;
+  const withMomentum = buffer !== null && mu !== 0;
+  for (let j = 0; j < index.length; j++) {
+    const o = index[j] * dim;
+    const g = j * dim;
+    const decay = wd + (rowDecay ? rowDecay[j] : 0);
+    for (let i = 0; i < dim; i++) {
+      const p = param[o + i];
+      const d = grad[g + i] + decay * p;
+      if (!withMomentum) {
+        param[o + i] = p - lr * d;
+        continue;
+      }
+      const b = mu * (buffer as Float32Array)[o + i] + d;
+      (buffer as Float32Array)[o + i] = b;
+      param[o + i] = p - lr * (nesterov ? d + mu * b : b);
+    }
+  }
 }
 
 /** torch.optim.AdamW's hyper-parameters. */
