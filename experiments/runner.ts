@@ -3,7 +3,8 @@
  * (ablation, preset, settings): configurations x seeds, seed-major, so that every prefix of the
  * plan holds complete pairs; a task's seed alone fixes initialisation and data order, so compared
  * arms are paired. `runTask` runs one task by itself (a cluster array task calls it). `runAblation`
- * runs the plan locally and logs the layout: the ablation's parent run (settings, verdicts as tags
+ * runs the plan locally, one configuration's seeds after another, as a sweep (src/tracking/sweep.ts
+ * runSweep) and logs the layout: the ablation's parent run (settings, verdicts as tags
  * and in its description, a headline metric, tables and figures) -> one child per configuration
  * (its params, the shared settings, and the across-seed mean, std and 95 % interval of every final
  * metric) -> one grandchild per seed (its curves and final metrics). Progress goes to a callback.
@@ -15,7 +16,8 @@ import type { SequenceProgress } from "../src/progress";
 import type { MlflowClient, MlflowRun } from "../src/tracking/client";
 import { trackingClient } from "../src/tracking/connect";
 import { flattenConfig } from "../src/tracking/params";
-import { type Run, type StartRunOptions, startRun } from "../src/tracking/run";
+import { type Run, type RunEndResult, type StartRunOptions, startRun } from "../src/tracking/run";
+import { runSweep } from "../src/tracking/sweep";
 import { LIMITS } from "../src/tracking/validate";
 import { TrainingError } from "../src/train/trainer";
 import { analyze, collapsedTable, configKey, verdictNotes, verdictTable } from "./analysis";
@@ -357,29 +359,25 @@ export function summarizeResults(ablation: AnyAblation, plan: Plan, results: Res
   return { results: ordered, analysis, summary };
 }
 
+/** Logs a configuration's across-seed aggregates (aggregateMetrics) to its run. */
+function logAggregates(child: Run, stats: Analysis["configs"][number]): void {
+  child.logMetrics(aggregateMetrics(stats), 0);
+}
+
 /**
- * Writes the summary where a local run writes it: each configuration's child gets the across-seed
- * aggregates (and is ended FINISHED), the parent the tables, figures, verdict tags, metrics and the
- * description (the caller ends it).
+ * Writes the summary onto the parent (tables, figures, verdict tags, metrics, the notes artifact and the
+ * description), where a local run and summarize both write it (the caller ends the parent).
  */
-async function writeSummary(
+async function writeParentSummary(
   ablation: AnyAblation,
   plan: Plan,
-  parent: Run | undefined,
-  children: Array<[number, Run]>,
+  parent: Run,
   s: ReturnType<typeof summarizeResults>,
   wallSeconds: number,
-) {
+): Promise<{ artifacts: string[]; warnings: string[] }> {
   const { analysis, summary } = s;
   const artifacts: string[] = [];
   const warnings: string[] = [];
-  const childRunIds: string[] = [];
-  for (const [configIndex, child] of [...children].sort((a, b) => a[0] - b[0])) {
-    child.logMetrics(aggregateMetrics(analysis.configs[configIndex]), 0);
-    await child.end("FINISHED");
-    if (child.id) childRunIds.push(child.id);
-  }
-  if (!parent) return { artifacts, warnings, childRunIds };
   for (const table of summary.tables) artifacts.push(parent.logTable(table.rows, `tables/${table.name}.json`));
   for (const figure of summary.figures) {
     const logged = await parent.logFigure(figure.figure, `figures/${figure.name}`, { imageKey: figure.name });
@@ -408,27 +406,31 @@ async function writeSummary(
   parent.logMetrics(finiteOnly(metrics), 0);
   artifacts.push(parent.logArtifact(Buffer.from(summary.notes.map((n) => `- ${n}`).join("\n") + "\n"), NOTES_ARTIFACT));
   parent.setDescription(describeAblation(ablation, plan, summary.notes));
-  return { artifacts, warnings, childRunIds };
+  return { artifacts, warnings };
 }
 
-/** Runs one task with the progress callback's view of the whole plan; metrics go to `run` when given. */
+/**
+ * Runs one task with the progress callback's view of the whole plan (`position`: tasks done before it);
+ * metrics go to `run` when given.
+ */
 function runTaskWithProgress(
   ablation: AnyAblation,
   plan: Plan,
   task: Task,
   run: Run | undefined,
   emit: (p: Omit<Progress, "fraction" | "elapsedSeconds" | "etaSeconds" | "total">, fraction: number) => void,
+  position: number,
 ): Promise<ResultOf> {
   const total = plan.tasks.length;
   const label = `${task.config.label} seed ${task.seed}`;
-  emit({ index: task.index, label, step: 0, steps: 0, phase: "start" }, task.index / total);
+  emit({ index: task.index, label, step: 0, steps: 0, phase: "start" }, position / total);
   return runTask(ablation, plan, task, {
     log(metrics, step = 0) {
       run?.logMetrics(finiteOnly(metrics), step);
     },
     progress(done, steps, message) {
       const inner = steps > 0 ? done / steps : 0;
-      emit({ index: task.index, label, step: done, steps, phase: "step", message }, (task.index + inner) / total);
+      emit({ index: task.index, label, step: done, steps, phase: "step", message }, (position + inner) / total);
     },
   });
 }
@@ -440,11 +442,12 @@ async function runAndRecord(
   task: Task,
   run: Run | undefined,
   emit: Parameters<typeof runTaskWithProgress>[4],
+  position = task.index,
 ): Promise<ResultOf> {
   let r: ResultOf;
   run?.setTags({ [LOAD_START]: os.loadavg()[0].toFixed(2) });
   try {
-    r = await runTaskWithProgress(ablation, plan, task, run, emit);
+    r = await runTaskWithProgress(ablation, plan, task, run, emit, position);
     checkNoCollision(
       configParams(task.config, plan.settings),
       r.result.metrics,
@@ -476,67 +479,85 @@ export async function runAblation(
   const plan = planTasks(ablation, options.preset ?? "smoke", options.set ?? {});
   await checkExperimentData(plan.settings); // the user's files are read and checked before any run exists
   const { tasks, preset } = plan;
-  const track = options.track ?? true;
   const t0 = performance.now();
   const started = new Date().toISOString();
   const loadStart = os.loadavg()[0];
   const elapsed = () => (performance.now() - t0) / 1000;
   const emit = progressEmitter(tasks.length, options.onProgress, t0);
-
-  const parent = track ? await startRun(parentOptions(ablation, plan, options)) : undefined;
-  parent?.setTags({ [LOAD_START]: loadStart.toFixed(2) });
-  const children = new Map<number, Run>();
   const taskRunIds: string[] = [];
   const results: ResultOf[] = [];
-  try {
-    for (const task of tasks) {
-      let child = children.get(task.configIndex);
-      if (parent && !child) {
-        child = await parent.child(childOptions(plan, task.configIndex, parent.id));
-        children.set(task.configIndex, child);
-      }
-      const grandchild = child ? await child.child(taskOptions(plan, task, parent?.id)) : undefined;
+
+  // one configuration's seeds, each in a grandchild of the configuration's run (when tracking), whose
+  // across-seed aggregates it then logs
+  const runConfiguration = async (configIndex: number, child?: Run, parentId?: string) => {
+    const own: ResultOf[] = [];
+    for (const task of tasks.filter((t) => t.configIndex === configIndex)) {
+      const grandchild = child ? await child.child(taskOptions(plan, task, parentId)) : undefined;
       if (grandchild?.id) taskRunIds.push(grandchild.id);
-      const r = await runAndRecord(ablation, plan, task, grandchild, emit);
+      const done = results.length;
+      const r = await runAndRecord(ablation, plan, task, grandchild, emit, done);
+      own.push(r);
       results.push(r);
       const label = `${task.config.label} seed ${task.seed}`;
-      const metrics = r.result.metrics;
-      emit({ index: task.index, label, step: 1, steps: 1, phase: "done", metrics }, (task.index + 1) / tasks.length);
+      emit(
+        { index: task.index, label, step: 1, steps: 1, phase: "done", metrics: r.result.metrics },
+        (done + 1) / tasks.length,
+      );
     }
+    if (child) logAggregates(child, analyze(own).configs[0]);
+  };
+  const summarize = () => {
     emit({ index: tasks.length - 1, label: "summary", step: 0, steps: 0, phase: "summary" }, 1);
-    const s = summarizeResults(ablation, plan, results);
-    const written = await writeSummary(ablation, plan, parent, [...children.entries()], s, elapsed());
-    const wallSeconds = elapsed();
-    const load = { start: loadStart, end: os.loadavg()[0] };
-    parent?.setTags({ [LOAD_END]: load.end.toFixed(2) });
-    let pending = 0;
-    if (parent) {
-      const end = await parent.end("FINISHED", { timeoutMs: (options.flushTimeoutSeconds ?? 60) * 1000 });
-      pending = end.pending;
-      for (const e of end.errors) written.warnings.push(e.message);
-    }
-    return {
-      name: ablation.name,
-      preset,
-      set: options.set ?? {},
-      settings: plan.settings,
-      started,
-      load,
-      ...s,
-      wallSeconds,
-      parentRunId: parent?.id,
-      url: parent?.url,
-      childRunIds: written.childRunIds,
-      taskRunIds,
-      artifacts: written.artifacts,
-      pending,
-      warnings: written.warnings,
-    };
-  } catch (error) {
-    for (const c of children.values()) await c.end("FAILED", { timeoutMs: 10_000 }).catch(() => undefined);
-    await parent?.end("FAILED", { timeoutMs: 10_000 }).catch(() => undefined);
-    throw error;
+    return summarizeResults(ablation, plan, results);
+  };
+
+  let s: ReturnType<typeof summarizeResults> | undefined;
+  let written: { artifacts: string[]; warnings: string[] } | undefined;
+  let url: string | undefined;
+  const childRunIds: string[] = [];
+  let end: RunEndResult | undefined;
+  if (options.track ?? true) {
+    // the parent / configuration layout is a sweep over the configurations (src/tracking/sweep.ts)
+    const po = parentOptions(ablation, plan, options);
+    const sweep = await runSweep(
+      {
+        ...po,
+        tags: { ...po.tags, [LOAD_START]: loadStart.toFixed(2) },
+        configs: plan.configs.map((_, configIndex) => ({ configIndex })),
+        childOptions: ({ configIndex }, _i, parent) => childOptions(plan, configIndex, parent.id),
+        finish: async (parent, children) => {
+          s = summarize();
+          for (const c of children) if (c.runId) childRunIds.push(c.runId);
+          written = await writeParentSummary(ablation, plan, parent, s, elapsed());
+          parent.setTags({ [LOAD_END]: os.loadavg()[0].toFixed(2) });
+          url = parent.url;
+        },
+        endTimeoutMs: (options.flushTimeoutSeconds ?? 60) * 1000,
+      },
+      (child, { configIndex }, _i, parent) => runConfiguration(configIndex, child, parent.id),
+    );
+    end = sweep.parent;
+  } else {
+    for (let i = 0; i < plan.configs.length; i++) await runConfiguration(i);
+    s = summarize();
   }
+  return {
+    name: ablation.name,
+    preset,
+    set: options.set ?? {},
+    settings: plan.settings,
+    started,
+    load: { start: loadStart, end: os.loadavg()[0] },
+    ...(s as ReturnType<typeof summarizeResults>),
+    wallSeconds: elapsed(),
+    parentRunId: end?.runId,
+    url,
+    childRunIds,
+    taskRunIds,
+    artifacts: written?.artifacts ?? [],
+    pending: end?.pending ?? 0,
+    warnings: [...(written?.warnings ?? []), ...(end?.errors ?? []).map((e) => e.message)],
+  };
 }
 
 // --- planned ablations: a parent on the server, tasks run by index anywhere, summarized afterwards ---
@@ -782,14 +803,26 @@ export async function summarizeAblation(parentRunId: string, options: RunAblatio
       systemMetrics: false,
       handleSignals: false,
     });
-  const children: Array<[number, Run]> = [];
-  for (let i = 0; i < plan.configs.length; i++) children.push([i, await continued(await configChild(p, i, options))]);
+  const childRunIds: string[] = [];
+  for (let i = 0; i < plan.configs.length; i++) {
+    const child = await continued(await configChild(p, i, options));
+    logAggregates(child, s.analysis.configs[i]);
+    await child.end("FINISHED");
+    if (child.id) childRunIds.push(child.id);
+  }
   const parent = await continued(parentRunId);
   // a run that ended before (a local run summarized again) keeps its own wall time
   const startTime = p.parent.info.start_time ?? Date.now();
   const ended = p.parent.info.status === "FINISHED" && p.parent.info.end_time ? p.parent.info.end_time : Date.now();
   const wallSeconds = (ended - startTime) / 1000;
-  const written = await writeSummary(ablation, plan, parent, children, s, wallSeconds);
+  let written: { artifacts: string[]; warnings: string[] };
+  try {
+    written = await writeParentSummary(ablation, plan, parent, s, wallSeconds);
+  } catch (error) {
+    // the summary is not on the parent: it says so (FAILED) until a summarize succeeds
+    await parent.end("FAILED", { timeoutMs: 10_000 }).catch(() => undefined);
+    throw error;
+  }
   const end = await parent.end("FINISHED", { timeoutMs: (options.flushTimeoutSeconds ?? 60) * 1000 });
   for (const e of end.errors) written.warnings.push(e.message);
   return {
@@ -805,7 +838,7 @@ export async function summarizeAblation(parentRunId: string, options: RunAblatio
     wallSeconds,
     parentRunId,
     url: parent.url,
-    childRunIds: written.childRunIds,
+    childRunIds,
     taskRunIds: taskRuns.map((r) => r.info.run_id),
     artifacts: written.artifacts,
     pending: end.pending,

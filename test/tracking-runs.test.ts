@@ -107,6 +107,61 @@ test("configuration from the MLFLOW_* environment; credentials split off the URI
   );
 });
 
+test("a sweep's childOptions name and tag its children, finish writes onto the parent before it ends; a throwing finish ends it FAILED", async () => {
+  const seen: string[] = [];
+  const ok = await runSweep(
+    {
+      trackingUri: server.url,
+      journalDir,
+      experiment: "sweep-hooks",
+      name: "hooks",
+      configs: [{ k: 1 }, { k: 2 }],
+      childOptions: (config, index, parent) => ({
+        name: `k=${config.k}`,
+        params: { k: config.k },
+        tags: { "test.parent": parent.id ?? "", "test.index": String(index) },
+      }),
+      finish: (parent, children) => {
+        seen.push(...children.map((c) => c.end.status));
+        parent.setTags({ "test.summary": children.map((c) => c.value).join(",") });
+      },
+    },
+    (run, config, _index, parent) => {
+      run.logMetrics({ k2: config.k * config.k }, 0);
+      return `${config.k}@${parent.id === undefined ? "" : "p"}`;
+    },
+  );
+  assert.equal(seen, ["FINISHED", "FINISHED"], "finish runs after every child ended");
+  assert.is(ok.parent.status, "FINISHED");
+  const parent = await client.getRun(ok.parent.runId!);
+  assert.is(parent.data.tags?.find((t) => t.key === "test.summary")?.value, "1@p,2@p");
+  const first = await client.getRun(ok.children[0].runId!);
+  assert.is(first.info.run_name, "k=1");
+  assert.is(first.data.tags?.find((t) => t.key === "test.parent")?.value, ok.parent.runId);
+  assert.is(first.data.tags?.find((t) => t.key === "mlflow.parentRunId")?.value, ok.parent.runId);
+
+  let parentId: string | undefined;
+  const failing = await runSweep(
+    {
+      trackingUri: server.url,
+      journalDir,
+      experiment: "sweep-hooks",
+      name: "hooks-failing-summary",
+      configs: [{ k: 1 }],
+      finish: (p) => {
+        parentId = p.id;
+        throw new Error("summary failed");
+      },
+    },
+    () => undefined,
+  ).then(
+    () => undefined,
+    (e: Error) => e,
+  );
+  assert.match(String(failing?.message), /summary failed/);
+  assert.is((await client.getRun(parentId!)).info.status, "FAILED");
+});
+
 test("a sweep: parent + children, 5,000 metric points, params, tags, figure, table, statuses", async () => {
   const errors: Error[] = [];
   const result = await runSweep(

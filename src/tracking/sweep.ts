@@ -5,11 +5,23 @@
  */
 import { type Run, type RunEndResult, type StartRunOptions, startRun } from "./run";
 
+/** What a child run may set besides the defaults (the config as params, marginlab.sweep.index). */
+export type SweepChildOptions = Pick<StartRunOptions, "name" | "params" | "tags" | "hashConfig" | "description">;
+
 export interface SweepOptions<C extends Record<string, unknown>> extends Omit<StartRunOptions, "params" | "parent"> {
   /** The configurations, one child run each. */
   configs: C[];
   /** The child run's name; default "<sweep name>-<i>". */
   childName?: (config: C, index: number) => string;
+  /** The child run's options in full (name, params, tags; `parent` is the sweep's run), in place of the defaults. */
+  childOptions?: (config: C, index: number, parent: Run) => SweepChildOptions;
+  /**
+   * Called after the last child ended FINISHED, before the parent ends (a summary onto the parent). When
+   * it throws, the parent ends FAILED and the error is rethrown.
+   */
+  finish?: (parent: Run, children: Array<SweepChildResult<C, unknown>>) => Promise<void> | void;
+  /** How long the parent's end waits for the server to take everything (Run.end's timeoutMs). */
+  endTimeoutMs?: number;
   /** Params logged on the parent too (e.g. what all children share). */
   params?: Record<string, unknown>;
   /** Keep going after a child throws (it ends FAILED); default false: the sweep stops and rethrows. */
@@ -36,9 +48,9 @@ export interface SweepResult<C, R> {
  */
 export async function runSweep<C extends Record<string, unknown>, R>(
   options: SweepOptions<C>,
-  fn: (run: Run, config: C, index: number) => Promise<R> | R,
+  fn: (run: Run, config: C, index: number, parent: Run) => Promise<R> | R,
 ): Promise<SweepResult<C, R>> {
-  const { configs, childName, continueOnError, ...runOptions } = options;
+  const { configs, childName, childOptions, finish, endTimeoutMs, continueOnError, ...runOptions } = options;
   const parent = await startRun({
     ...runOptions,
     tags: { ...(runOptions.tags ?? {}), "marginlab.sweep.size": String(configs.length) },
@@ -48,13 +60,17 @@ export async function runSweep<C extends Record<string, unknown>, R>(
   try {
     for (let index = 0; index < configs.length; index++) {
       const config = configs[index];
-      const child = await parent.child({
-        name: childName ? childName(config, index) : `${runOptions.name ?? "sweep"}-${index}`,
-        params: config,
-        tags: { "marginlab.sweep.index": String(index) },
-      });
+      const child = await parent.child(
+        childOptions
+          ? childOptions(config, index, parent)
+          : {
+              name: childName ? childName(config, index) : `${runOptions.name ?? "sweep"}-${index}`,
+              params: config,
+              tags: { "marginlab.sweep.index": String(index) },
+            },
+      );
       try {
-        const value = await fn(child, config, index);
+        const value = await fn(child, config, index, parent);
         children.push({ config, index, runId: child.id, value, end: await child.end("FINISHED") });
       } catch (error) {
         failed = true;
@@ -62,9 +78,10 @@ export async function runSweep<C extends Record<string, unknown>, R>(
         if (!continueOnError) throw error;
       }
     }
+    if (!failed) await finish?.(parent, children);
   } catch (error) {
-    await parent.end("FAILED");
+    await parent.end("FAILED", { timeoutMs: endTimeoutMs });
     throw error;
   }
-  return { parent: await parent.end(failed ? "FAILED" : "FINISHED"), children };
+  return { parent: await parent.end(failed ? "FAILED" : "FINISHED", { timeoutMs: endTimeoutMs }), children };
 }
