@@ -21,7 +21,17 @@
  *   (stats.verdictOf) against zero.
  */
 import type { Backbone } from "../src/backbones/backbone";
-import { DEGRADATIONS, type Degradation, type SyntheticDataset, syntheticFaces } from "../src/data/synthetic";
+import type { Dataset } from "../src/data/dataset";
+import {
+  DEGRADATIONS,
+  type Degradation,
+  degradedDataset,
+  RAW_DEGRADATIONS,
+  type RawDegradation,
+} from "../src/data/degrade";
+import { syntheticFaces } from "../src/data/synthetic";
+import type { VerificationSet } from "../src/data/verification-bin";
+import { type Embeddings, embedDataset } from "../src/eval/embed";
 import { spearman } from "../src/eval/norms";
 import { type Verdict, verdictOf } from "../src/eval/stats";
 import { aucFromScores, l2normalize, tarAtFarFromScores } from "../src/eval/verification";
@@ -32,10 +42,18 @@ import {
   evaluateHeldOut,
   type FitResult,
   fitWithSettings,
-  type HeldOut,
   heldOutTarMetric,
   makeBackbone,
 } from "./common";
+import {
+  describeRealData,
+  evaluateVerification,
+  experimentData,
+  realDataOf,
+  type TestSet,
+  type Verification,
+  verificationMetric,
+} from "./data-source";
 import { ciErrorBars, means } from "./figures";
 import { numberSetting, stringsSetting } from "./settings";
 import type { Ablation, Analysis, Comparison, Config, ResultOf, RunContext, Settings, Summary } from "./types";
@@ -86,34 +104,43 @@ export interface GroupScores {
   impostor: Float64Array;
 }
 
+/** Explicit pairs of images (a .bin set's): images a[k] and b[k], the same identity when same[k] is 1. */
+export interface PairList {
+  a: Int32Array;
+  b: Int32Array;
+  same: Uint8Array;
+}
+
 /**
- * The cosine scores of all pairs i < j, split by pair group (the bins of i and j, unordered) and by
- * genuine / impostor: every pair of the set falls in exactly one group.
+ * The cosine scores of the pairs, split by pair group (the bins of the two images, unordered) and by
+ * genuine / impostor: every pair falls in exactly one group. The pairs are all pairs i < j (genuine when
+ * the labels agree), or the given `pairs` (a .bin set's, `labels` then unused).
  */
 export function groupedPairScores(
   embeddings: ArrayLike<number>[],
   labels: ArrayLike<number>,
   bins: ArrayLike<number>,
+  pairs?: PairList,
 ): GroupScores[] {
   const n = embeddings.length;
-  if (labels.length !== n || bins.length !== n)
+  if ((!pairs && labels.length !== n) || bins.length !== n)
     throw new Error(`groupedPairScores: ${n} embeddings, ${labels.length} labels, ${bins.length} bins.`);
   const index = (a: number, b: number) => GROUPS.findIndex(([x, y]) => x === Math.min(a, b) && y === Math.max(a, b));
   const e = l2normalize(embeddings);
   const genuine: number[][] = GROUPS.map(() => []);
   const impostor: number[][] = GROUPS.map(() => []);
   const lookup = [0, 1, 2].map((a) => [0, 1, 2].map((b) => index(a, b)));
-  for (let i = 0; i < n; i++) {
+  const add = (i: number, j: number, same: boolean) => {
+    const g = lookup[bins[i]]?.[bins[j]];
+    if (g === undefined || g < 0) throw new Error(`groupedPairScores: bins must be 0, 1 or 2 (image ${i} or ${j}).`);
     const a = e[i];
-    for (let j = i + 1; j < n; j++) {
-      const g = lookup[bins[i]]?.[bins[j]];
-      if (g === undefined || g < 0) throw new Error(`groupedPairScores: bins must be 0, 1 or 2 (image ${i} or ${j}).`);
-      const b = e[j];
-      let s = 0;
-      for (let k = 0; k < a.length; k++) s += a[k] * b[k];
-      (labels[i] === labels[j] ? genuine : impostor)[g].push(s);
-    }
-  }
+    const b = e[j];
+    let s = 0;
+    for (let k = 0; k < a.length; k++) s += a[k] * b[k];
+    (same ? genuine : impostor)[g].push(s);
+  };
+  if (pairs) for (let k = 0; k < pairs.a.length; k++) add(pairs.a[k], pairs.b[k], pairs.same[k] === 1);
+  else for (let i = 0; i < n; i++) for (let j = i + 1; j < n; j++) add(i, j, labels[i] === labels[j]);
   return GROUPS.map((_, g) => ({ genuine: Float64Array.from(genuine[g]), impostor: Float64Array.from(impostor[g]) }));
 }
 
@@ -195,20 +222,69 @@ function degradationsOf(s: Settings): Exclude<Degradation, "none">[] {
       throw new Error(
         `setting degradations contains "${d}": allowed are ${DEGRADATIONS.slice(1).join(", ")} (blur and downsample lower the input energy; noise and occlusion raise it).`,
       );
+  if (realDataOf(s) && !list.every((d) => (RAW_DEGRADATIONS as readonly string[]).includes(d)))
+    throw new Error(
+      `setting degradations = ${list.join(",")}: with --data allowed are ${RAW_DEGRADATIONS.join(", ")} (occlusion is drawn into the synthetic faces only).`,
+    );
   return list as Exclude<Degradation, "none">[];
 }
 
-/** Held-out identities: their own seed, so they are other identities than the training ones. */
+/** Held-out identities (and the degradations of the user's .bin images): their own seed. */
 const TEST_SEED_OFFSET = 100_003;
 
-/** The training set (degradations rare) and the held-out test set (balanced), rendered once and cached. */
-export async function qualityData(s: Settings): Promise<{ train: SyntheticDataset; test: SyntheticDataset }> {
-  const common = {
-    size: numberSetting(s, "imageSize"),
-    channels: 1 as const,
-    degradations: degradationsOf(s),
-  };
+/** The test images with their true quality, and the pairs verified (undefined: all pairs, by label). */
+interface QualityTest {
+  images: Dataset;
+  labels: Int32Array;
+  degradation: readonly Degradation[];
+  level: Float32Array;
+  quality: Float32Array;
+  pairs?: PairList;
+}
+
+interface QualityData {
+  /** Degradations rare (trainDegradedFraction). */
+  train: Dataset;
+  /** Balanced (testDegradedFraction): held-out identities, or the user's .bin images degraded. */
+  test: QualityTest;
+  /** With --data: the .bin sets as they are, for the overall verification the papers report. */
+  bins?: TestSet;
+  inputShape: [number, number, 1 | 3];
+}
+
+/**
+ * The training set (degradations rare) and the test images (balanced). Synthetic: two renders from
+ * `dataSeed`, cached. The user's data (--data, --eval): its training images with the same seeded share
+ * degraded (./src/data/degrade.ts, the renderer's own degradations), and the images of every .bin set
+ * degraded the same way, each set's pairs kept.
+ */
+export async function qualityData(s: Settings): Promise<QualityData> {
+  const types = degradationsOf(s);
   const seed = numberSetting(s, "dataSeed");
+  const size = numberSetting(s, "imageSize");
+  if (realDataOf(s)) {
+    const onPixels = types as RawDegradation[]; // degradationsOf allows only these with --data
+    const real = await experimentData(s, seed, { degradedFraction: 0 });
+    if (real.test.kind !== "bins") throw new Error("quality-split: --data without .bin sets");
+    const train = degradedDataset(real.train, {
+      fraction: numberSetting(s, "trainDegradedFraction"),
+      types: onPixels,
+      seed,
+    });
+    const joined = joinBins(real.test.sets.map((x) => x.set));
+    const test = degradedDataset(joined.images, {
+      fraction: numberSetting(s, "testDegradedFraction"),
+      types: onPixels,
+      seed: seed + TEST_SEED_OFFSET,
+    });
+    return {
+      train,
+      test: { ...test, images: test, pairs: joined.pairs },
+      bins: real.test,
+      inputShape: real.inputShape,
+    };
+  }
+  const common = { size, channels: 1 as const, degradations: types };
   const train = await syntheticFaces({
     ...common,
     seed,
@@ -223,24 +299,66 @@ export async function qualityData(s: Settings): Promise<{ train: SyntheticDatase
     imagesPerIdentity: numberSetting(s, "testImagesPerIdentity"),
     degradedFraction: numberSetting(s, "testDegradedFraction"),
   });
-  return { train, test };
+  return { train, test: { ...test, images: test }, inputShape: [size, size, 1] };
+}
+
+/** The images of several .bin sets as one data set, with each set's pairs (2k, 2k + 1) offset into it. */
+function joinBins(sets: VerificationSet[]): { images: Dataset; pairs: PairList } {
+  const offsets: number[] = [];
+  let total = 0;
+  for (const set of sets) {
+    offsets.push(total);
+    total += set.images.size;
+  }
+  const pairCount = sets.reduce((n, set) => n + set.issame.length, 0);
+  const pairs: PairList = {
+    a: new Int32Array(pairCount),
+    b: new Int32Array(pairCount),
+    same: new Uint8Array(pairCount),
+  };
+  let k = 0;
+  sets.forEach((set, i) => {
+    set.issame.forEach((same, j) => {
+      pairs.a[k] = offsets[i] + 2 * j;
+      pairs.b[k] = offsets[i] + 2 * j + 1;
+      pairs.same[k++] = same ? 1 : 0;
+    });
+  });
+  const first = sets[0].images;
+  const labels = new Int32Array(total);
+  for (const [i, set] of sets.entries()) labels.set(set.images.labels, offsets[i]);
+  const images: Dataset = {
+    name: sets.map((x) => x.name).join("+"),
+    size: total,
+    numClasses: total,
+    labels,
+    shape: first.shape,
+    get(index: number) {
+      let i = sets.length - 1;
+      while (offsets[i] > index) i--;
+      return sets[i].images.get(index - offsets[i]);
+    },
+  };
+  return { images, pairs };
 }
 
 interface TrainedArm {
   fitted: FitResult;
-  held: HeldOut;
+  /** The overall verification: all held-out pairs, or the user's .bin sets as they are. */
+  verification: Verification;
+  /** The test images' embeddings (emb(x) + emb(flip(x))) and their norms. */
+  embeddings: Embeddings;
 }
 
 async function trainArm(
   loss: QLoss,
   alpha: number,
   s: Settings,
-  data: { train: SyntheticDataset; test: SyntheticDataset },
+  data: QualityData,
   ctx: RunContext,
 ): Promise<TrainedArm> {
   const D = numberSetting(s, "embeddingDim");
-  const size = numberSetting(s, "imageSize");
-  const backbone: Backbone = makeBackbone(String(s.backbone), D, ctx.seed, [size, size, 1]);
+  const backbone: Backbone = makeBackbone(String(s.backbone), D, ctx.seed, data.inputShape);
   const dims = { numClasses: data.train.numClasses, embeddingDim: D, seed: ctx.seed };
   const head =
     loss === "softmax"
@@ -248,11 +366,20 @@ async function trainArm(
       : createQuietHead({ type: "l2-softmax", alpha }, dims);
   try {
     const fitted = await fitWithSettings(s, { backbone, head, data: data.train, seed: ctx.seed }, ctx);
-    const held = await evaluateHeldOut(backbone, data.test, {
-      losses: fitted.lossHistory.map((h) => h.loss),
-      seed: ctx.seed,
-    });
-    return { fitted, held };
+    const losses = fitted.lossHistory.map((h) => h.loss);
+    if (!data.bins) {
+      const held = await evaluateHeldOut(backbone, data.test.images, { losses, seed: ctx.seed });
+      const verification = {
+        metrics: held.metrics,
+        roc: held.verification.roc,
+        collapse: held.collapse,
+        notes: held.notes,
+      };
+      return { fitted, verification, embeddings: held.embeddings };
+    }
+    const verification = await evaluateVerification(backbone, data.bins, { losses, seed: ctx.seed });
+    const embeddings = await embedDataset(backbone, data.test.images, { batchSize: 256, flip: true });
+    return { fitted, verification, embeddings };
   } finally {
     head.dispose();
     backbone.dispose();
@@ -267,17 +394,13 @@ async function trainArm(
 const softmaxNormsBySeed = new Map<string, Float64Array>();
 const normsKey = (s: Settings, seed: number) => `${JSON.stringify(s)}#${seed}`;
 
-async function softmaxNorms(
-  s: Settings,
-  data: { train: SyntheticDataset; test: SyntheticDataset },
-  ctx: RunContext,
-): Promise<Float64Array> {
+async function softmaxNorms(s: Settings, data: QualityData, ctx: RunContext): Promise<Float64Array> {
   const key = normsKey(s, ctx.seed);
   const known = softmaxNormsBySeed.get(key);
   if (known) return known;
   const silent: RunContext = { ...ctx, log: () => undefined, progress: () => undefined };
-  const { held } = await trainArm("softmax", 0, s, data, silent);
-  return held.embeddings.norms;
+  const { embeddings } = await trainArm("softmax", 0, s, data, silent);
+  return embeddings.norms;
 }
 
 function rememberSoftmaxNorms(s: Settings, seed: number, norms: Float64Array): void {
@@ -286,6 +409,14 @@ function rememberSoftmaxNorms(s: Settings, seed: number, norms: Float64Array): v
 }
 
 const armLabel = (loss: QLoss) => loss;
+
+/** The overall comparison's metric: TAR on all held-out pairs, or mean/acc over the user's .bin sets. */
+function overallMetric(s: Settings): string {
+  return verificationMetric(
+    s,
+    heldOutTarMetric(numberSetting(s, "testIds"), numberSetting(s, "testImagesPerIdentity")),
+  );
+}
 
 function grid(s: Settings): QualityConfig[] {
   const alpha = numberSetting(s, "alpha");
@@ -304,7 +435,7 @@ const PAPER =
 function comparisons(s: Settings): Comparison[] {
   const base = armLabel("softmax");
   const treat = armLabel("l2-softmax");
-  const overall = heldOutTarMetric(numberSetting(s, "testIds"), numberSetting(s, "testImagesPerIdentity"));
+  const overall = overallMetric(s);
   const far = numberSetting(s, "groupFar");
   const c = (name: string, claim: string, metric: string, expected: "greater" | "less"): Comparison => ({
     name,
@@ -422,13 +553,16 @@ function summarize(results: Array<ResultOf<QualityConfig>>, s: Settings, analysi
     }),
   );
   const spearmanStats = (label: string) => ["all", ...types].map((t) => stat(label, `spearman_${t}`));
-  const overall = heldOutTarMetric(numberSetting(s, "testIds"), numberSetting(s, "testImagesPerIdentity"));
+  const overall = overallMetric(s);
   const groupCols = (prefix: string) => GROUPS.map((g) => `${prefix}tar_${groupName(g)}`);
   const notes = within.map(
     (w) => `${w.claim} [${w.metric} over softmax seeds ${w.seeds.join(", ")}, against 0] ${w.verdict.text}`,
   );
+  const real = describeRealData(s);
   notes.push(
-    `Pair groups use TAR @ FAR ${far} on all pairs of the held-out images in the group; groups by norm are the softmax model's norm terciles of the same seed, for both arms (the same pairs).`,
+    real
+      ? `Data: ${real}. Pair groups use TAR @ FAR ${far} on the .bin pairs in the group, their images degraded (a seeded ${Math.round(100 * numberSetting(s, "testDegradedFraction"))} %, blur / down-sampling at uniform levels) as the synthetic ones are; the overall comparison is mean/acc on the .bin sets as they are. Groups by norm are the softmax model's norm terciles of the same seed, for both arms (the same pairs).`
+      : `Pair groups use TAR @ FAR ${far} on all pairs of the held-out images in the group; groups by norm are the softmax model's norm terciles of the same seed, for both arms (the same pairs).`,
   );
   for (const n of new Set(results.flatMap((r) => (r.result.extra?.notes ?? []) as string[]))) notes.push(n);
   return {
@@ -462,10 +596,14 @@ function summarize(results: Array<ResultOf<QualityConfig>>, s: Settings, analysi
         name: "groups-by-quality",
         title: `TAR @ FAR ${far} per pair group, true quality (1 = severe, 2 = mild, 3 = clean): mean ± std [95 % CI] over seeds`,
       }),
-      statisticsTable(analysis, [overall, "auc", "acc_10fold", "final_loss"], {
-        name: "held-out",
-        title: "All pairs of the held-out images (paper: IJB-A TAR 0.909 @ FAR 1e-4, LFW 99.78 % at its scale)",
-      }),
+      statisticsTable(
+        analysis,
+        real ? [overall, "mean/auc", "final_loss"] : [overall, "auc", "acc_10fold", "final_loss"],
+        {
+          name: "held-out",
+          title: `${real ? "The .bin sets as they are" : "All pairs of the held-out images"} (paper: IJB-A TAR 0.909 @ FAR 1e-4, LFW 99.78 % at its scale)`,
+        },
+      ),
     ],
     figures: [
       {
@@ -566,7 +704,7 @@ export const qualitySplit: Ablation<QualityConfig> = {
       groupFar: 1e-3,
     },
     // sized like the CASIA-WebFace runs (papers.md 3.1, 6.1; the L2-softmax paper's own set is NOT FOUND, 1.3);
-    // it cannot run yet: the ablation does not take --data (realDataUnsupported), which the paper preset needs
+    // needs --data and --eval: the user's images degraded as the synthetic ones are
     paper: {
       seed: 1,
       seeds: 3,
@@ -589,8 +727,6 @@ export const qualitySplit: Ablation<QualityConfig> = {
       groupFar: 1e-3,
     },
   },
-  realDataUnsupported:
-    "its degradations and quality bins come from the synthetic renders (each image's degradation type and level, balanced at test over held-out identities); degrading the user's images and grouping the .bin pairs by them is not written yet.",
   describe: {
     seed: "first seed (initialisation and data order derive from the seed alone)",
     seeds: "seeds (each trains both arms, paired)",
@@ -618,22 +754,19 @@ export const qualitySplit: Ablation<QualityConfig> = {
     const s = ctx.settings;
     const data = await qualityData(s);
     const types = degradationsOf(s);
-    const { fitted, held } = await trainArm(config.loss, config.alpha, s, data, ctx);
-    const own = held.embeddings.norms;
+    const { fitted, verification, embeddings } = await trainArm(config.loss, config.alpha, s, data, ctx);
+    const own = embeddings.norms;
     if (config.loss === "softmax") rememberSoftmaxNorms(s, ctx.seed, own);
     const reference = config.loss === "softmax" ? own : await softmaxNorms(s, data, ctx);
     const { test } = data;
-    const emb = held.embeddings.embeddings;
+    const emb = embeddings.embeddings;
     const far = numberSetting(s, "groupFar");
-    const byNorm = groupMetrics(groupedPairScores(emb, test.labels, terciles(reference)), far, "norm_");
-    const byQuality = groupMetrics(
-      groupedPairScores(emb, test.labels, qualityBins(test.level, test.degradation, numberSetting(s, "severeLevel"))),
-      far,
-      "quality_",
-    );
+    const bins = qualityBins(test.level, test.degradation, numberSetting(s, "severeLevel"));
+    const byNorm = groupMetrics(groupedPairScores(emb, test.labels, terciles(reference), test.pairs), far, "norm_");
+    const byQuality = groupMetrics(groupedPairScores(emb, test.labels, bins, test.pairs), far, "quality_");
     return {
       metrics: {
-        ...held.metrics,
+        ...verification.metrics,
         ...spearmanPerType(own, test.quality, test.degradation, types),
         ...relativeNorms(own, test.level, test.degradation, types),
         ...byNorm.metrics,
@@ -642,8 +775,8 @@ export const qualitySplit: Ablation<QualityConfig> = {
         train_seconds: fitted.seconds,
       },
       lossHistory: fitted.lossHistory,
-      collapse: held.collapse,
-      extra: { notes: [...held.notes, ...byNorm.notes, ...byQuality.notes] },
+      collapse: verification.collapse,
+      extra: { notes: [...verification.notes, ...byNorm.notes, ...byQuality.notes] },
     };
   },
   summarize,

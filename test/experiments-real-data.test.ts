@@ -300,6 +300,36 @@ test("marginlab ablate partial-fc --data --eval: the user's labels flipped and s
   assert.match(r.out, /split-r0\.3-filter0\.3-vs-nofilter/);
 });
 
+test("marginlab ablate quality-split --data --eval: the user's images degraded, the .bin pairs grouped by norm and quality", async () => {
+  const r = await cli([
+    "quality-split",
+    "--no-track",
+    "--data",
+    prefix,
+    "--eval",
+    `${lfw},${cfp}`,
+    ...["--set", `trainIds=${TRAIN_IDS}`, "--set", "steps=8", "--set", "batchSize=12", "--set", "seeds=2"],
+    ...["--set", "groupFar=0.5"],
+  ]);
+  assert.is(r.code, 0, r.err.slice(-2000));
+  assert.match(r.out, "mean/acc");
+  assert.match(r.out, `Data: ${TRAIN_IDS} training identities of ${prefix}, verified on the pairs of lfw, cfp_fp`);
+  assert.match(r.out, /on the .bin pairs in the group, their images degraded/);
+  assert.match(r.out, /spearman_blur/);
+  assert.match(r.out, /quality_tar_3_3/);
+  assert.match(r.out, /l2-overall/);
+  const occlusion = await cli([
+    "quality-split",
+    "--no-track",
+    ...["--data", prefix, "--eval", lfw, "--set", `trainIds=${TRAIN_IDS}`, "--set", "degradations=blur,occlusion"],
+  ]);
+  assert.is(occlusion.code, 2, "refused before any run");
+  assert.match(
+    occlusion.err,
+    /with --data allowed are blur, downsample, jpeg, noise \(occlusion is drawn into the synthetic faces only\)/,
+  );
+});
+
 test("bad input: exit 2 before any run, naming the file, the offset or setting, and what is allowed", async () => {
   const eval2 = `${lfw},${cfp}`;
   const ids = ["--set", `trainIds=${TRAIN_IDS}`];
@@ -351,12 +381,6 @@ test("bad input: exit 2 before any run, naming the file, the offset or setting, 
   mkdirSync(path.dirname(noIdx), { recursive: true });
   copyFileSync(`${prefix}.rec`, `${noIdx}.rec`);
   await expectError(["--data", noIdx, "--eval", eval2, ...ids], /recordio.idx.*noidx\/train.idx/);
-  const q = await cli(["quality-split", "--no-track", "--data", prefix, "--eval", eval2]);
-  assert.is(q.code, 2);
-  assert.match(
-    q.err,
-    /ablation "quality-split" does not take --data: its degradations and quality bins come from the synthetic renders/,
-  );
   const task = await cli(["margins", "--index", "0", "--parent", "p", "--data", prefix]);
   assert.is(task.code, 2);
   assert.match(task.err, /a task \(--index\) takes its settings from the parent run/);

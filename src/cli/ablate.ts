@@ -16,12 +16,13 @@ import {
   PlanError,
   type Progress,
   planAblation,
+  planTasks,
   runAblation,
   runPlannedTask,
   summarizeAblation,
   textTable,
 } from "../../experiments/runner";
-import { checkPreset, parseAssignments, resolveSettings } from "../../experiments/settings";
+import { checkPreset, parseAssignments } from "../../experiments/settings";
 import { PRESETS, type SettingValue } from "../../experiments/types";
 import { closeFigureRenderer } from "../plots/html";
 import { progressText, sequenceView, TextProgress } from "../progress";
@@ -200,8 +201,8 @@ export async function run(args: string[]): Promise<number> {
     const ablation = getAblation(parsed.name);
     const preset = checkPreset(ablation.name, parsed.preset);
     overrides = dataOverrides(parsed, Object.fromEntries(parseAssignments(parsed.sets)));
-    // reject bad keys/values, and read and check the user's data files, before anything starts
-    await checkExperimentData(resolveSettings(ablation, preset, overrides));
+    // reject bad keys/values and grids, and read and check the user's data files, before anything starts
+    await checkExperimentData(planTasks(ablation, preset, overrides).settings);
   } catch (error) {
     console.error(`marginlab ablate: ${(error as Error).message}`);
     return 2;

@@ -31,13 +31,13 @@ import path from "node:path";
 import sharp from "sharp";
 import { projectRoot } from "../project";
 import { checkInt, checkNumber, configError, type Dataset, type ImageSample } from "./dataset";
+import { DEGRADATIONS, type Degradation, degradeRaw } from "./degrade";
 import { hashInts, Rng } from "./rng";
 
 /** Bump when the drawing changes, so old caches are not reused. */
 const RENDER_VERSION = 1;
 
-export const DEGRADATIONS = ["none", "blur", "downsample", "jpeg", "noise", "occlusion"] as const;
-export type Degradation = (typeof DEGRADATIONS)[number];
+export { DEGRADATIONS, type Degradation } from "./degrade";
 
 export interface LongTail {
   /** Images of the most frequent identity. */
@@ -406,34 +406,10 @@ export async function renderImage(
 ): Promise<Uint8Array> {
   let img = sharp(Buffer.from(faceSvg(p, q, size))).removeAlpha();
   if (channels === 1) img = img.grayscale();
-  let raw = await img.raw().toBuffer();
-  const rawInfo = { raw: { width: size, height: size, channels } } as const;
-  const lv = q.level;
-  // sharp turns 1-channel raw input into sRGB on output unless told to stay grayscale
-  const out = (img: sharp.Sharp) => (channels === 1 ? img.grayscale() : img).raw().toBuffer();
-  if (q.degradation === "blur") {
-    raw = await out(sharp(raw, rawInfo).blur(0.3 + 2.2 * lv));
-  } else if (q.degradation === "downsample") {
-    const small = Math.max(4, Math.round(size * (1 - 0.8 * lv)));
-    const down = await out(sharp(raw, rawInfo).resize(small, small, { kernel: "linear" }));
-    raw = await out(
-      sharp(down, { raw: { width: small, height: small, channels } }).resize(size, size, { kernel: "linear" }),
-    );
-  } else if (q.degradation === "jpeg") {
-    const jpg = await sharp(raw, rawInfo)
-      .jpeg({ quality: Math.max(1, Math.round(90 - 88 * lv)) })
-      .toBuffer();
-    raw = await out(sharp(jpg));
-  } else if (q.degradation === "noise") {
-    const r = new Rng(noiseSeed);
-    const sd = 70 * lv;
-    for (let i = 0; i < raw.length; i++) raw[i] = Math.max(0, Math.min(255, Math.round(raw[i] + sd * r.normal())));
-  }
-  if (raw.length !== size * size * channels)
-    throw new Error(
-      `synthetic render produced ${raw.length} bytes, expected ${size * size * channels} (${q.degradation})`,
-    );
-  return new Uint8Array(raw.buffer, raw.byteOffset, raw.length);
+  const raw = await img.raw().toBuffer();
+  const pixels = new Uint8Array(raw.buffer, raw.byteOffset, raw.length);
+  // occlusion is drawn into the SVG above; the other degradations act on the pixels
+  return degradeRaw(pixels, size, size, channels, q.degradation, q.level, noiseSeed);
 }
 
 /** Applies label noise to true identities; returns training labels and the number of classes. */
