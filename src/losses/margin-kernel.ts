@@ -21,7 +21,7 @@
 import type { GradSaveFunc, Scalar, Tensor, Tensor1D, Tensor2D } from "@tensorflow/tfjs-node";
 import { tf } from "../backend";
 import { matMulWideT, softmaxCrossEntropyRows, type TargetTransform, targetIndices } from "./margin-softmax";
-import { l2NormalizeRows, NORM_EPS2 } from "./tensor-helpers";
+import { l2NormalizeRows, NORM_EPS2, rowDots } from "./tensor-helpers";
 import { checkFiniteLoss } from "./validate";
 
 /** A cosine head's margin as data: logits s cos_j off the target, s T(cos_y) on it. */
@@ -80,8 +80,7 @@ export function marginForward(
   filter = 0,
 ): MarginForward {
   const b = xs.shape[0];
-  // |w_j|^2 by einsum: a read-only reduction (square + sum would write a [C, D] temporary)
-  const sq = tf.einsum("cd,cd->c", w, w) as Tensor1D;
+  const sq = rowDots(w, w); // |w_j|^2
   const n = tf.rsqrt(tf.maximum(sq, NORM_EPS2)) as Tensor1D;
   let z = matMulWideT(xs, w, n); // s cos [B, C]
   const idx = targetIndices(labels);
@@ -133,11 +132,7 @@ export function marginBackward(
  * there): dLoss/dW = A - k w.
  */
 export function projectionCoefficients(w: Tensor2D, a: Tensor2D, f: MarginForward): Tensor2D {
-  const k = tf.where(
-    tf.greater(f.sq, NORM_EPS2),
-    tf.mul(tf.einsum("cd,cd->c", a, w), tf.square(f.n)),
-    tf.zerosLike(f.sq),
-  );
+  const k = tf.where(tf.greater(f.sq, NORM_EPS2), tf.mul(rowDots(a, w), tf.square(f.n)), tf.zerosLike(f.sq));
   return tf.reshape(k, [-1, 1]) as Tensor2D;
 }
 

@@ -23,9 +23,18 @@ export function normalizeRows(x: Tensor2D): Tensor2D {
   return tf.tidy(() => tf.mul(x, tf.rsqrt(tf.maximum(tf.sum(tf.square(x), 1, true), NORM_EPS2))));
 }
 
+/**
+ * a_j . b_j per row, [K]. As mul + sum, not einsum("cd,cd->c"): TensorFlow lowers that einsum to a batch of
+ * K 1 x D by D x 1 matmuls, 77 ms against 34 ms for mul + sum at [100000, 512] here (the [K, D] temporary
+ * costs less than the batching).
+ */
+export function rowDots(a: Tensor2D, b: Tensor2D): Tensor1D {
+  return tf.tidy(() => (a === b ? tf.sum(tf.square(a), 1) : tf.sum(tf.mul(a, b), 1)) as Tensor1D);
+}
+
 /** 1 / max(|w_j|, 1e-12) per row, [K]; no gradient is needed of it (the kernels project by hand). */
 export function rowInverseNorms(w: Tensor2D): Tensor1D {
-  return tf.tidy(() => tf.rsqrt(tf.maximum(tf.einsum("cd,cd->c", w, w), NORM_EPS2)) as Tensor1D);
+  return tf.tidy(() => tf.rsqrt(tf.maximum(rowDots(w, w), NORM_EPS2)) as Tensor1D);
 }
 
 /**
