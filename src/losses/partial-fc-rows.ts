@@ -150,14 +150,14 @@ export class HostRows {
       }
       for (const j of groups.get(s) as number[]) {
         const o = index[j] * d;
-        for (let i = 0, q = j * d; i < d; i++, q++) {
-          const wv = w[o + i];
-          const mv = m[o + i];
-          const wn = p00 * wv + p01 * mv;
-          w[o + i] = wn;
-          m[o + i] = p10 * wv + p11 * mv;
-          if (gathered) gathered[q] = wn;
+        const end = o + d;
+        for (let i = o; i < end; i++) {
+          const wv = w[i];
+          const mv = m[i];
+          w[i] = p00 * wv + p01 * mv;
+          m[i] = p10 * wv + p11 * mv;
         }
+        if (gathered) gathered.set(w.subarray(o, end), j * d);
         this.last[index[j]] = now;
       }
     }

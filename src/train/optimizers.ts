@@ -100,21 +100,27 @@ export function sgdUpdateRows(
 ): void {
   const { lr, momentum: mu, weightDecay: wd } = rule;
   const nesterov = rule.nesterov === true;
-  const withMomentum = buffer !== null && mu !== 0;
+  // one loop per variant, no branch per element (V8 does not unswitch loops): 51M elements per step at 1M
   for (let j = 0; j < index.length; j++) {
     const o = index[j] * dim;
-    const g = j * dim;
+    const g = j * dim - o;
+    const end = o + dim;
     const decay = wd + (rowDecay ? rowDecay[j] : 0);
-    for (let i = 0; i < dim; i++) {
-      const p = param[o + i];
-      const d = grad[g + i] + decay * p;
-      if (!withMomentum) {
-        param[o + i] = p - lr * d;
-        continue;
+    if (buffer === null || mu === 0) {
+      for (let i = o; i < end; i++) param[i] -= lr * (grad[g + i] + decay * param[i]);
+    } else if (!nesterov) {
+      for (let i = o; i < end; i++) {
+        const b = mu * buffer[i] + (grad[g + i] + decay * param[i]);
+        buffer[i] = b;
+        param[i] -= lr * b;
       }
-      const b = mu * (buffer as Float32Array)[o + i] + d;
-      (buffer as Float32Array)[o + i] = b;
-      param[o + i] = p - lr * (nesterov ? d + mu * b : b);
+    } else {
+      for (let i = o; i < end; i++) {
+        const d = grad[g + i] + decay * param[i];
+        const b = mu * buffer[i] + d;
+        buffer[i] = b;
+        param[i] -= lr * (d + mu * b);
+      }
     }
   }
 }
