@@ -29,6 +29,7 @@ export class HostRows {
   private readonly last: Int32Array;
   /** The learning rate of every step taken, [0] unused: the catch-up replays them. */
   private lrLog: number[] = [0];
+  private scratch = new Float32Array(0);
 
   constructor(
     numRows: number,
@@ -46,6 +47,15 @@ export class HostRows {
     this.last = new Int32Array(numRows);
   }
 
+  /**
+   * The gather buffer, reused from step to step (a fresh 200 MB array per step at K = 100,000 costs its page
+   * faults). Safe because TensorFlow copies a tensor's values at its first use, which follows `read` at once.
+   */
+  private gatherBuffer(size: number): Float32Array {
+    if (this.scratch.length !== size) this.scratch = new Float32Array(size);
+    return this.scratch;
+  }
+
   /** Steps taken. */
   get steps(): number {
     return this.lrLog.length - 1;
@@ -58,7 +68,7 @@ export class HostRows {
   read(index: Int32Array): Tensor2D {
     const d = this.dim;
     const k = index.length;
-    const gathered = k === this.numRows ? null : new Float32Array(k * d);
+    const gathered = k === this.numRows ? null : this.gatherBuffer(k * d);
     this.catchUp(index, gathered);
     if (!gathered) return tf.tensor2d(this.w, [k, d]);
     return tf.tensor2d(gathered, [k, d]);
@@ -110,6 +120,7 @@ export class HostRows {
   release(): void {
     this.w = new Float32Array(0);
     this.m = new Float32Array(0);
+    this.scratch = new Float32Array(0);
   }
 
   /**
