@@ -11,7 +11,7 @@
  */
 
 import os from "node:os";
-import { type CollapseCheck, convergenceCheck } from "../src/eval/collapse";
+import type { CollapseCheck } from "../src/eval/collapse";
 import type { SequenceProgress } from "../src/progress";
 import type { MlflowClient, MlflowRun } from "../src/tracking/client";
 import { trackingClient } from "../src/tracking/connect";
@@ -19,6 +19,7 @@ import { flattenConfig } from "../src/tracking/params";
 import { type Run, type RunEndResult, type StartRunOptions, startRun } from "../src/tracking/run";
 import { runSweep } from "../src/tracking/sweep";
 import { LIMITS } from "../src/tracking/validate";
+import { convergence } from "../src/train/convergence";
 import { TrainingError } from "../src/train/trainer";
 import { analyze, collapsedTable, configKey, verdictNotes, verdictTable } from "./analysis";
 import { checkExperimentData } from "./data-source";
@@ -335,8 +336,11 @@ function decodeResult(text: string, task: Task, where: string): ResultOf {
 /** Logs a finished task's final metrics, collapse tag and whole result to its run, and ends it FINISHED. */
 async function recordTask(run: Run, task: Task, r: ResultOf): Promise<void> {
   const final = finiteOnly(r.result.metrics);
-  if (r.result.lossHistory && r.result.lossHistory.length >= 2)
-    final.convergence_last10pct_improvement = convergenceCheck(r.result.lossHistory).relativeImprovement;
+  if (r.result.lossHistory && r.result.lossHistory.length >= 2) {
+    const c = convergence(r.result.lossHistory);
+    final.convergence_last10pct_improvement = c.relativeImprovement;
+    final.convergence_last10pct_share_of_fall = c.shareOfFall;
+  }
   run.logMetrics(finiteOnly(final), 0);
   if (r.result.collapse?.collapsed) run.setTag("marginlab.collapsed", r.result.collapse.reasons.join(","));
   run.setTags({ [LOAD_END]: os.loadavg()[0].toFixed(2) });

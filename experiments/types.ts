@@ -100,7 +100,13 @@ export interface ConfigStatistics {
   /** Across healthy seeds: mean, sample std, 95 % interval and n of each final metric. */
   metrics: Record<string, { mean: number; std: number; ci: [number, number]; n: number }>;
   /** Seeds whose last 10 % of steps improved the training loss by < 1 % (of those with a loss history). */
-  converged: { seeds: number[]; of: number; relativeImprovement: Record<number, number> };
+  converged: {
+    seeds: number[];
+    of: number;
+    relativeImprovement: Record<number, number>;
+    /** Per seed: the last 10 %'s part of the run's whole fall in loss (src/train/convergence.ts). */
+    shareOfFall: Record<number, number>;
+  };
 }
 
 export interface ComparisonResult extends Comparison {

@@ -73,8 +73,8 @@ export function renderAblation(s: RecordSummary | undefined, name: string): stri
 /** All ablations, a line each. */
 export function renderOverview(all: RecordSummary[]): string {
   const lines = [
-    "| ablation | preset | held | not shown | contradicted | runs (collapsed) | converged runs | wall time | run of | machine, load |",
-    "|---|---|---|---|---|---|---|---|---|---|",
+    "| ablation | preset | held | not shown | contradicted | runs (collapsed) | converged runs | fall done | wall time | run of | machine, load |",
+    "|---|---|---|---|---|---|---|---|---|---|---|",
   ];
   for (const { record, analysis } of all) {
     const by = (v: string) =>
@@ -85,11 +85,16 @@ export function renderOverview(all: RecordSummary[]): string {
     const collapsed = analysis.configs.reduce((n, c) => n + c.collapsed.length, 0);
     const converged = analysis.configs.reduce((n, c) => n + c.converged.seeds.length, 0);
     const checked = analysis.configs.reduce((n, c) => n + c.converged.of, 0);
+    // Runs whose last 10 % of steps gave < 1 % of their whole fall in loss: fitting towards 0, not still descending.
+    const fallDone = analysis.configs.reduce(
+      (n, c) => n + Object.values(c.converged.shareOfFall).filter((share) => share < 0.01).length,
+      0,
+    );
     lines.push(
-      `| ${record.ablation} | ${record.preset} | ${by("held")} | ${by("not shown")} | ${by("contradicted")} | ${record.tasks.length} (${collapsed}) | ${checked > 0 ? `${converged}/${checked}` : "—"} | ${(record.wallSeconds / 60).toFixed(1)} min | ${record.started.slice(0, 10)}, commit ${record.commit?.slice(0, 7) ?? "?"} | ${record.machine}, ${loadText(record)} |`,
+      `| ${record.ablation} | ${record.preset} | ${by("held")} | ${by("not shown")} | ${by("contradicted")} | ${record.tasks.length} (${collapsed}) | ${checked > 0 ? `${converged}/${checked}` : "—"} | ${checked > 0 ? `${fallDone}/${checked}` : "—"} | ${(record.wallSeconds / 60).toFixed(1)} min | ${record.started.slice(0, 10)}, commit ${record.commit?.slice(0, 7) ?? "?"} | ${record.machine}, ${loadText(record)} |`,
     );
   }
-  if (all.length === 0) lines.push("| — | no records yet | | | | | | | | |");
+  if (all.length === 0) lines.push("| — | no records yet | | | | | | | | | |");
   return lines.join("\n");
 }
 

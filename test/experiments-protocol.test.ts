@@ -136,7 +136,12 @@ test("analysis: pairing removes the seed effect; collapsed runs are named and le
   );
   assert.is(flat.metrics.accuracy.n, 2);
   const base = a.configs.find((c) => c.label === "baseline")!;
-  assert.equal(base.converged, { seeds: [1, 2, 3], of: 3, relativeImprovement: { 1: 0, 2: 0, 3: 0 } });
+  assert.equal(base.converged, {
+    seeds: [1, 2, 3],
+    of: 3,
+    relativeImprovement: { 1: 0, 2: 0, 3: 0 },
+    shareOfFall: { 1: 0, 2: 0, 3: 0 },
+  });
   assert.ok(base.metrics.accuracy.ci[0] < base.metrics.accuracy.mean);
 });
 

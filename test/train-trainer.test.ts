@@ -289,4 +289,23 @@ test("convergence: mean loss of the last 10 % of steps against the 10 % before, 
   assert.throws(() => convergence(losses, { fraction: 0.9 }), /fraction = 0.9 is not valid/);
 });
 
+test("convergence: a flat tail converges, a still-falling one does not; steps and the share of the fall", () => {
+  const falling = Array.from({ length: 101 }, (_, i) => ({ step: i * 10, loss: 5 - i * 0.04 }));
+  const r = convergence(falling);
+  assert.not.ok(r.converged);
+  assert.ok(r.relativeImprovement > 0.01);
+  assert.is(r.window, 10);
+  assert.equal([r.fromStep, r.toStep], [810, 1000], "the before window starts 20 points from the end");
+  // A straight line falls as much in each window: the last window (points 91-100) fell 10 of the 91 points since the first (0-9).
+  assert.ok(Math.abs(r.shareOfFall - 10 / 91) < 1e-12, String(r.shareOfFall));
+  const flat = Array.from({ length: 101 }, (_, i) => ({ step: i * 10, loss: 1 + Math.exp(-i / 5) }));
+  assert.ok(convergence(flat).converged);
+  // Fitting towards 0: large relative fall, tiny share of the whole fall (the two kinds of "not converged").
+  const toZero = Array.from({ length: 100 }, (_, t) => ({ loss: 30 * Math.exp(-t / 10) }));
+  const z = convergence(toZero);
+  assert.ok(!z.converged && z.relativeImprovement > 0.5 && z.shareOfFall < 0.01, JSON.stringify(z));
+  assert.ok(convergence(falling, { tolerance: 0.5 }).converged, "the tolerance is the threshold");
+  assert.throws(() => convergence(falling, { tolerance: 0 }), /tolerance = 0 is not valid/);
+});
+
 test.run();

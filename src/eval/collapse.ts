@@ -50,32 +50,3 @@ export function detectCollapse(
   }
   return { collapsed: reasons.length > 0, reasons, details };
 }
-
-/**
- * The convergence check of a training run: the relative improvement of the training loss over the
- * last `fraction` (default 10 %) of its steps, from a smoothed loss (the means of the first and the
- * last quarter of the logged values in that stretch, or `window` values). Converged when it improves
- * by less than `tolerance` (1 %).
- */
-export function convergenceCheck(
-  history: ReadonlyArray<{ step: number; loss: number }>,
-  options: { fraction?: number; tolerance?: number; window?: number } = {},
-): { converged: boolean; relativeImprovement: number; fromStep: number; toStep: number } {
-  const fraction = options.fraction ?? 0.1;
-  const tolerance = options.tolerance ?? 0.01;
-  if (history.length < 2) return { converged: false, relativeImprovement: Number.NaN, fromStep: 0, toStep: 0 };
-  const last = history[history.length - 1].step;
-  const from = last - Math.max(1, Math.round(last * fraction));
-  const tail = history.filter((h) => h.step >= from);
-  const window = Math.max(1, Math.min(options.window ?? Math.floor(tail.length / 4), Math.floor(tail.length / 2)));
-  const avg = (xs: ReadonlyArray<{ loss: number }>) => xs.reduce((s, h) => s + h.loss, 0) / xs.length;
-  const start = avg(tail.slice(0, window));
-  const end = avg(tail.slice(-window));
-  const relativeImprovement = (start - end) / Math.max(Math.abs(start), 1e-12);
-  return {
-    converged: Number.isFinite(relativeImprovement) && relativeImprovement < tolerance,
-    relativeImprovement,
-    fromStep: tail[0]?.step ?? from,
-    toStep: last,
-  };
-}
