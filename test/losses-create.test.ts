@@ -50,6 +50,17 @@ test("every type of HEADS builds its head, with the spec's options", () => {
   for (const h of [arc, sub, direct]) h.dispose();
 });
 
+test("the weight init is the seed's: the same for the same seed, seed 0 included (tfjs reads 0 as no seed)", () => {
+  const weights = (seed: number) => {
+    const h = createHead({ type: "cosface", numClasses: 6, embeddingDim: 4, seed });
+    const w = Array.from(h.weight.dataSync());
+    h.dispose();
+    return w;
+  };
+  for (const seed of [0, 1, 7]) assert.equal(weights(seed), weights(seed), `seed ${seed}`);
+  assert.not.equal(weights(0), weights(1));
+});
+
 test("bad specs: one error format naming the field, the value and what is allowed", () => {
   const tensors = tf.memory().numTensors;
   const throwsWith = (f: () => unknown, message: string) =>

@@ -114,12 +114,21 @@ export function makeWeight(
   return tf.tidy(() => {
     const value =
       init === undefined
-        ? tf.randomNormal([rows, dim], 0, std, "float32", seed)
+        ? tf.randomNormal([rows, dim], 0, std, "float32", tfjsSeed(seed))
         : Array.isArray(init)
           ? tf.tensor2d(init, [rows, dim], "float32")
           : tf.cast(init, "float32");
     return tf.variable(value, true, `${name}_${uniqueId()}`);
   });
+}
+
+/**
+ * tfjs reads seed 0 as "no seed" (rand_util: `seed ? seed : Math.random()`), so W of a head with seed 0
+ * differed from process to process. Its generator is seeded with `String(seed)`; the string "0" is that
+ * seed for 0 (every other seed is passed on unchanged, so their streams are as before).
+ */
+function tfjsSeed(seed: number): number {
+  return seed === 0 ? ("0" as unknown as number) : seed;
 }
 
 let counter = 0;
