@@ -1,6 +1,6 @@
 /** `marginlab train`: trains, checkpoints, resumes and reports verification; bad options are clear errors. */
-import { spawnSync } from "node:child_process";
-import { mkdtempSync, rmSync } from "node:fs";
+import { spawn, spawnSync } from "node:child_process";
+import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { test } from "uvu";
@@ -74,6 +74,61 @@ test("trains with checkpoints, then resumes and reports held-out verification", 
   ]);
   assert.is(b.code, 0, b.err);
   assert.match(b.out, /trained 6 steps \(resumed from .*step-00000004\)/);
+});
+
+test("Partial FC (--sample-rate): a run killed with SIGKILL mid-way resumes to the same weights as an uninterrupted one", async () => {
+  const steps = 40;
+  const args = [
+    ...base,
+    "--holdout",
+    "0",
+    "--identities",
+    "24",
+    "--sample-rate",
+    "0.5",
+    "--head",
+    "cosface",
+    "--batch",
+    "12",
+    "--emb",
+    "16",
+    "--schedule",
+    "cosine",
+    "--warmup",
+    "3",
+    "--steps",
+    String(steps),
+    "--every",
+    "1",
+  ];
+  const whole = path.join(tmp, "pfc-whole");
+  const a = cli([...args, "--checkpoint", whole]);
+  assert.is(a.code, 0, a.err);
+  const last = `step-${String(steps).padStart(8, "0")}`;
+
+  const killed = path.join(tmp, "pfc-killed");
+  const child = spawn(
+    process.execPath,
+    [path.join(root, "bin/marginlab.cjs"), "train", "--no-track", ...args, "--checkpoint", killed],
+    { cwd: root, env: { ...process.env, TF_CPP_MIN_LOG_LEVEL: "2" }, stdio: "ignore" },
+  );
+  const exited = new Promise<NodeJS.Signals | null>((resolve) => child.on("exit", (_code, signal) => resolve(signal)));
+  // Kill it as soon as the checkpoint of step 5 is on disk: mid-run, possibly mid-write of the next one.
+  while (!existsSync(path.join(killed, "step-00000005", "manifest.json")) && child.exitCode === null)
+    await new Promise((r) => setTimeout(r, 10));
+  child.kill("SIGKILL");
+  assert.is(await exited, "SIGKILL", "the run was killed before it finished");
+  assert.not.ok(existsSync(path.join(killed, last)), "the killed run did not reach its last step");
+
+  const b = cli([...args, "--checkpoint", killed, "--resume", path.join(killed, "latest")]);
+  assert.is(b.code, 0, b.err);
+  const from = Number(/resumed from \S*step-(\d+)/.exec(b.out)?.[1]);
+  assert.ok(from >= 5 && from < steps, `resumed from step ${from}`);
+  const tensors = (dir: string) => readFileSync(path.join(dir, last, "tensors.bin"));
+  assert.ok(
+    tensors(whole).equals(tensors(killed)),
+    "backbone, W, momentum and the sampling state at the last step are bit-identical",
+  );
 });
 
 test("bad options are clear errors (before data or models are built)", () => {

@@ -13,7 +13,8 @@ import { type DataSpec, openDataset } from "../data/index";
 import { loadVerificationBin } from "../data/verification-bin";
 import { verifyDataset, verifySet } from "../eval/verify";
 import { createHead, type HeadSpec } from "../losses/create";
-import type { Head } from "../losses/head";
+import type { CosineHead, Head } from "../losses/head";
+import { PartialFC } from "../losses/partial-fc";
 import { type Run, type RunEndResult, startRun } from "../tracking/run";
 import { progressBar, trackerCallback } from "../train/callbacks";
 import type { OptimizerConfig } from "../train/optimizers";
@@ -32,6 +33,7 @@ const HELP = `usage: marginlab train [options]
   training   --steps 300 | --epochs N   --batch 64   --opt sgd|adamw   --lr 0.1   --wd 5e-4
              --schedule constant|cosine|polynomial|step  --warmup 0  --clip 5  --seed 0
              --checkpoint <dir> --every 100 --resume <dir>|<dir>/step-N|<dir>/latest (newest good one)
+             --sample-rate r   (Partial FC: each step trains trunc(r C) class centres, r in (0, 1]; cosine heads)
   evaluation --verify a.bin,b.bin   (InsightFace .bin sets; input size taken from --size)
   data       --skip-bad-images   (folder: skip images that do not decode; counted and logged)
   tracking   --experiment marginlab-train   --name <run name>   --no-track   (MLflow: MLFLOW_TRACKING_URI,
@@ -55,6 +57,7 @@ const NUMERIC = [
   "clip",
   "seed",
   "every",
+  "sample-rate",
 ];
 const TEXT = ["data", "backbone", "head", "opt", "schedule", "checkpoint", "resume", "verify", "experiment", "name"];
 /** Flags without a value. */
@@ -80,6 +83,12 @@ function parse(args: string[]): Record<string, string> {
   }
   return out;
 }
+
+/** --lr and --wd, with each optimizer's default. */
+const optimizerLr = (o: Record<string, string>, num: (k: string, d: number) => number) =>
+  num("lr", (o.opt ?? "sgd") === "sgd" ? 0.1 : 0.001);
+const optimizerWd = (o: Record<string, string>, num: (k: string, d: number) => number) =>
+  num("wd", (o.opt ?? "sgd") === "sgd" ? 5e-4 : 0.01);
 
 /** The --head choices; the head itself comes from createHead, the one place heads are built from data. */
 const CLI_HEADS = ["arcface", "cosface", "normface", "softmax"] as const;
@@ -157,8 +166,19 @@ function prepare(o: Record<string, string>): Prepared {
   if (o["skip-bad-images"] && spec.type !== "folder")
     throw new Error(`--skip-bad-images applies to --data folder:<path> only (got --data ${dataArg})`);
   const head = o.head ?? "arcface";
-  if (!["arcface", "cosface", "normface", "softmax"].includes(head))
-    throw new Error(`--head = "${head}" is not valid: allowed are arcface, cosface, normface, softmax`);
+  if (!(CLI_HEADS as readonly string[]).includes(head))
+    throw new ConfigError("marginlab train", "--head", head, `allowed are ${CLI_HEADS.join(", ")}`);
+  if (o["sample-rate"] !== undefined) {
+    const r = num("sample-rate", 1);
+    if (!(r > 0 && r <= 1)) throw new ConfigError("marginlab train", "--sample-rate", r, "allowed is r in (0, 1]");
+    if (head === "softmax")
+      throw new ConfigError(
+        "marginlab train",
+        "--sample-rate",
+        r,
+        "Partial FC needs a cosine head (arcface, cosface, normface)",
+      );
+  }
   const inputShape: [number, number, number] = dataArg === "mnist" ? [28, 28, 1] : [size, size, channels];
   return { o, num, spec, dataArg, holdout, seed, inputShape };
 }
@@ -184,13 +204,20 @@ function trainParams(p: Prepared, steps: number | undefined): Record<string, unk
     },
     optimizer: {
       type: opt,
-      lr: num("lr", opt === "sgd" ? 0.1 : 0.001),
-      weight_decay: num("wd", opt === "sgd" ? 5e-4 : 0.01),
+      lr: optimizerLr(o, num),
+      weight_decay: optimizerWd(o, num),
       schedule: o.schedule ?? "cosine",
       warmup_steps: num("warmup", 0),
       clip_grad_norm: o.clip,
     },
-    training: { steps, epochs: o.epochs, batch_size: num("batch", 64), seed: p.seed, resume: o.resume },
+    training: {
+      steps,
+      epochs: o.epochs,
+      batch_size: num("batch", 64),
+      seed: p.seed,
+      resume: o.resume,
+      sample_rate: o["sample-rate"],
+    },
   };
 }
 
@@ -224,12 +251,18 @@ async function trainAndReport(p: Prepared): Promise<number> {
       )
     : undefined;
   const head = makeHead(o.head ?? "arcface", trainSet.numClasses, emb, o, seed);
+  // Partial FC keeps W and its momentum on the host and updates them itself, with the trainer's SGD settings.
+  const headStep =
+    o["sample-rate"] === undefined
+      ? undefined
+      : new PartialFC({
+          head: head as CosineHead,
+          sampleRate: num("sample-rate", 1),
+          seed,
+          optimizer: { learningRate: optimizerLr(o, num), weightDecay: optimizerWd(o, num) },
+        });
   const opt = (o.opt ?? "sgd") as OptimizerConfig["type"];
-  const optimizer = {
-    type: opt,
-    lr: num("lr", opt === "sgd" ? 0.1 : 0.001),
-    weightDecay: num("wd", opt === "sgd" ? 5e-4 : 0.01),
-  } as OptimizerConfig;
+  const optimizer = { type: opt, lr: optimizerLr(o, num), weightDecay: optimizerWd(o, num) } as OptimizerConfig;
   const scheduleType = (o.schedule ?? "cosine") as Schedule["type"];
   const schedule = (
     scheduleType === "step" ? { type: "step", milestones: [] } : { type: scheduleType, warmupSteps: num("warmup", 0) }
@@ -276,6 +309,7 @@ async function trainAndReport(p: Prepared): Promise<number> {
     const r = await train({
       backbone,
       head,
+      headStep,
       data: trainSet,
       pipeline: { batchSize: num("batch", 64), augment: { flip: true } },
       steps,
