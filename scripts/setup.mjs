@@ -3,6 +3,7 @@
 // says what it did; a failing step names itself and the fix, and the install exits non-zero.
 import { homedir } from "node:os";
 import path from "node:path";
+import { setupChromium } from "./setup/chromium.mjs";
 import { gpuBuildHint, setupGpuBuild } from "./setup/gpu-build.mjs";
 import { writeKernelSpec } from "./setup/kernel-spec.mjs";
 import { setupNativeBackend } from "./setup/native-backend.mjs";
@@ -39,6 +40,7 @@ function main() {
   // Opt-in (docs/gpu.md); before the kernel spec, which carries the GPU build's loader path.
   if (process.env.MARGINLAB_GPU === "1") setupGpuBuild();
   else gpuBuildHint();
+  setupChromium();
   const spec = writeKernelSpec(skipPython ? userJupyterDataDir() : path.join(venvDir, "share", "jupyter"));
   log(`kernel spec: ${spec.changed ? "written" : "unchanged"} at ${spec.file}`);
   log(`done in ${((Date.now() - started) / 1000).toFixed(1)} s. Check with: npx marginlab doctor`);

@@ -7,6 +7,7 @@ import { existsSync, readFileSync } from "node:fs";
 import path from "node:path";
 import * as gpuEnv from "../scripts/setup/gpu-env.cjs";
 import type { BackendInfo } from "./backend";
+import { chromiumUnavailable, DEFAULT_CHROMIUM } from "./plots/html";
 import { projectRoot, venvDir, venvTool } from "./project";
 
 export type CheckStatus = "ok" | "missing" | "warn";
@@ -310,9 +311,25 @@ export async function runDoctor(options: DoctorOptions = {}): Promise<CheckResul
     checkPackage("nbconvert", versions.nbconvert, "jupyter-nbconvert", env),
     kernel,
     checkPackage("MLflow", versions.mlflow, "mlflow", env),
+    checkChromium(env),
     ...checkGpuBuild(env),
     ...server,
   ];
+}
+
+/** Headless Chromium (PNG figures, the browser checks); optional: figures fall back to HTML only. */
+function checkChromium(env: NodeJS.ProcessEnv): CheckResult {
+  const executable = env.MARGINLAB_CHROMIUM ?? DEFAULT_CHROMIUM;
+  const missing = chromiumUnavailable(executable);
+  return missing
+    ? {
+        name: "Chromium",
+        status: "warn",
+        detail: missing,
+        fix: "npm run setup (installs Debian's chromium as root), or set MARGINLAB_CHROMIUM",
+        required: false,
+      }
+    : { name: "Chromium", status: "ok", detail: `${executable} (PNG figures)`, required: false };
 }
 
 export function formatDoctorTable(results: CheckResult[]): string {
