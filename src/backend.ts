@@ -240,3 +240,13 @@ const loaded = load(process.env);
 
 export const tf: TF = loaded.tf;
 export const backendInfo: Readonly<BackendInfo> = Object.freeze(loaded.info);
+
+/**
+ * Every seed handed to tfjs goes through here. tfjs reads seed 0 as "no seed" (rand_util:
+ * `seed ? seed : Math.random()`), so a head's W with seed 0 differed from process to process. Its
+ * generator is seeded with `String(seed)`; the string "0" is that seed for 0, and every other seed is
+ * passed on unchanged, so their streams are as before.
+ */
+export function tfjsSeed(seed: number): number {
+  return seed === 0 ? ("0" as unknown as number) : seed;
+}

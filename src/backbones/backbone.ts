@@ -4,7 +4,7 @@
  * per-layer seeded initialisers); the trainer reads their variables directly so its own optimizers
  * and checkpoints cover them.
  */
-import { tf } from "../backend";
+import { tf, tfjsSeed } from "../backend";
 import type { Tensor2D, Variable } from "../losses/head";
 
 type Tensor4D = import("@tensorflow/tfjs-node").Tensor4D;
@@ -64,7 +64,7 @@ export class Init {
   private n = 0;
   constructor(private readonly seed: number) {}
   private next(): number {
-    return (this.seed * 1000003 + ++this.n * 7919) % 2147483647;
+    return tfjsSeed((this.seed * 1000003 + ++this.n * 7919) % 2147483647);
   }
   heNormal() {
     return tf.initializers.heNormal({ seed: this.next() });

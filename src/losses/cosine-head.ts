@@ -4,7 +4,7 @@
  * (one matMul, transposeB), then the fused margin-softmax-CE of ./margin-softmax on those cosines.
  */
 import type { Scalar, Tensor, Tensor1D, Tensor2D, Variable } from "@tensorflow/tfjs-node";
-import { tf } from "../backend";
+import { tf, tfjsSeed } from "../backend";
 import type { CosineHead, HeadOptions } from "./head";
 import { type CosineMargin, cosineMarginLoss } from "./margin-kernel";
 import { marginLogits, marginSoftmaxCrossEntropy, matMulWideT, type TargetTransform } from "./margin-softmax";
@@ -120,15 +120,6 @@ export function makeWeight(
           : tf.cast(init, "float32");
     return tf.variable(value, true, `${name}_${uniqueId()}`);
   });
-}
-
-/**
- * tfjs reads seed 0 as "no seed" (rand_util: `seed ? seed : Math.random()`), so W of a head with seed 0
- * differed from process to process. Its generator is seeded with `String(seed)`; the string "0" is that
- * seed for 0 (every other seed is passed on unchanged, so their streams are as before).
- */
-function tfjsSeed(seed: number): number {
-  return seed === 0 ? ("0" as unknown as number) : seed;
 }
 
 let counter = 0;
